@@ -1,0 +1,123 @@
+# cachelock - plain GNU Makefile.
+#
+#   make                 library (static + shared with soname), CLI, examples
+#   make check           build everything and run the whole suite through prove
+#   make demo            the README's demonstration
+#   make install         PREFIX=/usr/local DESTDIR= (header, libs, .pc, man, CLI)
+#   make bench           benchmarks (never part of check)
+#
+# Sanitizer builds go to their own directory, e.g.
+#   make check BUILD=build-asan SANITIZE=address,undefined
+
+VERSION   := 0.1.0
+SOVERSION := 0
+PREFIX    ?= /usr/local
+LIBDIR    ?= $(PREFIX)/lib
+INCLUDEDIR?= $(PREFIX)/include
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+DESTDIR   ?=
+
+CC        ?= cc
+BUILD     ?= build
+SANITIZE  ?=
+OPT       ?= -O2 -g
+WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+             -Wpointer-arith -Wformat=2 -Wno-format-nonliteral
+CSTD      := -std=c11 -D_POSIX_C_SOURCE=200809L
+ifneq ($(SANITIZE),)
+SANFLAGS  := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+ALLCFLAGS  = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -pthread -Iinclude $(CFLAGS)
+LIBCFLAGS  = $(ALLCFLAGS) -fPIC -fvisibility=hidden
+ALLLDFLAGS = $(SANFLAGS) -pthread $(LDFLAGS)
+
+LIB_SRC := src/error.c src/name.c src/registry.c src/acquire.c src/wait.c src/holders.c \
+           src/unix/syscalls.c src/unix/file.c src/unix/notify.c src/unix/proc.c
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+HDRS    := include/cachelock.h src/internal.h
+
+STATIC  := $(BUILD)/libcachelock.a
+SHARED  := $(BUILD)/libcachelock.so.$(VERSION)
+SONAME  := libcachelock.so.$(SOVERSION)
+
+CLI_SRC := cli/main.c cli/run.c cli/status.c cli/util.c
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+CLI     := $(BUILD)/cachelock
+
+EXAMPLES := $(BUILD)/examples/take_turns $(BUILD)/examples/poll_acquire
+TEST_C   := $(wildcard tests/test_*.c)
+TESTS    := $(TEST_C:tests/%.c=$(BUILD)/tests/%)
+BENCHES  := $(BUILD)/bench/bench_handoff
+
+.PHONY: all check demo install uninstall bench clean
+
+all: $(STATIC) $(SHARED) $(CLI) $(EXAMPLES) $(BUILD)/cachelock.pc
+
+$(BUILD)/%.o: %.c $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(LIBCFLAGS) -c -o $@ $<
+
+$(STATIC): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(ALLLDFLAGS) -o $@ $^
+	ln -sf libcachelock.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libcachelock.so
+
+$(BUILD)/cli/%.o: cli/%.c cli/cli.h include/cachelock.h
+	@mkdir -p $(@D)
+	$(CC) $(ALLCFLAGS) -c -o $@ $<
+
+$(CLI): $(CLI_OBJ) $(STATIC)
+	$(CC) $(ALLLDFLAGS) -o $@ $(CLI_OBJ) $(STATIC)
+
+$(BUILD)/examples/%: examples/%.c $(STATIC) include/cachelock.h
+	@mkdir -p $(@D)
+	$(CC) $(ALLCFLAGS) -o $@ $< $(STATIC) $(ALLLDFLAGS)
+
+$(BUILD)/tests/%: tests/%.c tests/tap.h $(STATIC) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(ALLCFLAGS) -Isrc -o $@ $< $(STATIC) $(ALLLDFLAGS)
+
+$(BUILD)/bench/%: bench/%.c $(STATIC) include/cachelock.h
+	@mkdir -p $(@D)
+	$(CC) $(ALLCFLAGS) -o $@ $< $(STATIC) $(ALLLDFLAGS)
+
+$(BUILD)/cachelock.pc: cachelock.pc.in Makefile
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# The suite: C unit tests and tNNNN-*.sh CLI tests, all TAP, all through prove.
+check: all $(TESTS)
+	BUILD=$(abspath $(BUILD)) prove -f --timer $(TESTS) tests/t[0-9]*.sh
+
+demo: $(CLI) $(BUILD)/examples/take_turns
+	BUILD=$(abspath $(BUILD)) sh examples/demo.sh
+
+bench: $(BENCHES)
+	$(BUILD)/bench/bench_handoff
+
+install: all
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR) \
+	           $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 644 include/cachelock.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf libcachelock.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libcachelock.so
+	install -m 644 $(BUILD)/cachelock.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
+	install -m 644 man/cachelock.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 man/cachelock.3 $(DESTDIR)$(MANDIR)/man3/
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/cachelock.h $(DESTDIR)$(LIBDIR)/libcachelock.* \
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/cachelock.pc $(DESTDIR)$(BINDIR)/cachelock \
+	      $(DESTDIR)$(MANDIR)/man1/cachelock.1 $(DESTDIR)$(MANDIR)/man3/cachelock.3
+
+clean:
+	rm -rf build build-*

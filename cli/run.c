@@ -1,0 +1,1 @@
+int cli_dummy_run;

@@ -1,0 +1,461 @@
+/*
+ * cachelock.h - per-source locks for a shared cache directory
+ *
+ * OVERVIEW
+ *
+ *   A cache directory is shared by many processes (package managers, build
+ *   systems, CI jobs) and by many threads inside each.  Every named entry of
+ *   the cache, a "source", has a lock file
+ *
+ *       {cache_dir}/.locks/{source}.lock
+ *
+ *   and a holder takes it exclusive (a writer) or shared (a reader).  The lock
+ *   is an flock(2) lock on that file, so it is released by the kernel when the
+ *   holder releases it, closes it, or dies: a crashed holder never leaves a
+ *   stale lock behind.  Lock files stay on disk; their presence means nothing.
+ *
+ *   The paths and the lock primitive are the same as those of the CacheLock
+ *   of the Rust package manager ccpm/agpm, and of util-linux flock(1) and
+ *   Python's filelock on Unix, so all of them exclude one another on one
+ *   cache.
+ *
+ * CALLING SEQUENCE
+ *
+ *     #include <cachelock.h>
+ *
+ *     cachelock_t *lock;
+ *     int rc = cachelock_acquire("/var/cache/pkg", "registry", &lock);
+ *     if (rc != 0) {
+ *         fprintf(stderr, "pkg: %s\n", cachelock_errmsg());
+ *         return 1;
+ *     }
+ *     ... read and write /var/cache/pkg/registry ...
+ *     cachelock_release(lock);
+ *
+ *   Shared locks, non-blocking tries and timeouts go through an options
+ *   struct, which must be initialised with CACHELOCK_OPTIONS_INIT so that
+ *   fields added in later versions get their defaults:
+ *
+ *     cachelock_options_t opts = CACHELOCK_OPTIONS_INIT;
+ *     opts.mode = CACHELOCK_SHARED;
+ *     opts.timeout_ms = 5000;
+ *     rc = cachelock_acquire_ex(dir, "registry", &opts, &lock);
+ *     if (rc == -ETIMEDOUT) ... still held by someone else after 5 s ...
+ *
+ *   Event loops use the asynchronous interface (cachelock_wait_start() and
+ *   friends, below) and never block.  examples/poll_acquire.c is a complete
+ *   program.
+ *
+ * ERROR HANDLING
+ *
+ *   Every function that can fail returns an int: 0 (or a non-negative count)
+ *   on success, a negative errno-style code on failure, and on failure every
+ *   output pointer is set to NULL, nothing is left to free, nothing is left
+ *   locked and nothing new is left on disk except the directories that were
+ *   created on the way (mkdir -p).
+ *
+ *   -EWOULDBLOCK ("busy", from a try) and -ETIMEDOUT (the deadline passed)
+ *   are outcomes, not errors of the system: the lock is held by someone else.
+ *   -EDEADLK means the calling thread already holds the source in a
+ *   conflicting mode and would wait for itself forever.  -EINVAL and
+ *   -ENAMETOOLONG are bad arguments.  Anything else is the negated errno of
+ *   the system call that failed.
+ *
+ *   cachelock_strerror() turns a code into a short text.  cachelock_errmsg()
+ *   returns a one-line message about the last failure in the calling thread,
+ *   naming the operation and the path, ready to show to a person:
+ *
+ *       cannot create lock directory '/x/.locks': Permission denied
+ *
+ *   Messages are lowercase and have no trailing full stop, so programs can
+ *   prefix them with their own name.  They are per thread, so several
+ *   threads can fail at once without mixing their messages.
+ *
+ * CAVEATS
+ *
+ *   - Never delete lock files by hand, and never with a cleanup that does
+ *     not take the lock first (the Rust original's TTL cleanup does exactly
+ *     that).  A holder keeps its lock on the deleted file while the next
+ *     process creates and locks a new file of the same name: two holders.
+ *     This library re-checks after every grant that the path still names the
+ *     file it locked and retries if not, which protects users of this
+ *     library; other flock(2) users are not protected.
+ *
+ *   - fork(2): a child inherits the parent's lock descriptors, and with them
+ *     the parent's locks (flock locks belong to the open file, which both now
+ *     share).  cachelock_release() in the parent unlocks explicitly, so the
+ *     lock is free when it returns even if a child still has a copy.  In the
+ *     child, the parent's handles must not be used; releasing one there only
+ *     closes the child's copy and never unlocks the parent's lock.  The
+ *     child's own acquires are independent of the parent's.  Descriptors are
+ *     opened with O_CLOEXEC, so a program started with exec(2) does not
+ *     inherit them.
+ *
+ *   - The same source twice in one process: each acquire opens its own file
+ *     description, so threads of one process exclude each other exactly like
+ *     separate processes.  A thread that asks again for a source it holds in
+ *     a conflicting mode gets -EDEADLK at once instead of hanging; holding
+ *     the same source shared twice is allowed.  Locks cannot be upgraded or
+ *     downgraded: release and acquire again.
+ *
+ *   - Network filesystems: on NFS, Linux emulates flock(2) with a
+ *     whole-file POSIX byte-range lock on the server.  Locks then work
+ *     between clients, but are lost if the server forgets them (lease
+ *     expiry, server reboot), and flock(1) users on another client do not
+ *     see each other through this emulation with old kernels.  Change
+ *     notifications (inotify) do not cross machines either, so a timed wait
+ *     there notices a release only at its next re-check (see TIMED AND
+ *     ASYNCHRONOUS WAITS).  Prefer a local directory for the lock files.
+ *
+ *   - Source names are file names.  They are refused (-EINVAL) when they
+ *     could escape .locks/ or are not portable: empty, "." and "..", any '/'
+ *     or '\\', control characters, the characters < > : " | ? *, a trailing
+ *     dot or space, names that are reserved devices on Windows (CON, NUL,
+ *     COM1, ...), and bytes that are not UTF-8.  A name longer than 250 bytes
+ *     (so that "{source}.lock" fits in 255) gives -ENAMETOOLONG.  Names
+ *     differing only in case are one lock on case-insensitive filesystems.
+ *
+ *   - The library installs no signal handlers and creates no threads.
+ *
+ * TIMED AND ASYNCHRONOUS WAITS
+ *
+ *   A wait forever (timeout_ms == -1) blocks in flock(2) and is woken by the
+ *   kernel as soon as the lock is free.
+ *
+ *   A timed or asynchronous wait never blocks in the kernel lock call, so it
+ *   can give up or be cancelled at any moment with nothing left behind: no
+ *   helper thread, no lock arriving later.  It watches the lock file with
+ *   inotify(7) and retries a non-blocking flock(2) whenever the file is
+ *   closed, which is what a holder does when it releases through this
+ *   library, exits, or dies (flock(1), Python's filelock and the Rust
+ *   original all close).  A holder that only calls flock(LOCK_UN) and keeps
+ *   the file open produces no event; for it, and on filesystems where
+ *   inotify sees no remote changes (NFS), the wait re-checks on a timer that
+ *   starts at 1 ms and doubles up to CACHELOCK_RECHECK_MAX_MS, which bounds
+ *   the handoff delay in that case.  When inotify is unavailable (the
+ *   per-user limit fs.inotify.max_user_instances, 128 by default, is used
+ *   up) the wait falls back to the timer alone.  Each waiter costs one
+ *   inotify instance and two descriptors while it waits.
+ *
+ *   A timed wait sleeps in poll(2), which the kernel never restarts after a
+ *   signal handler.  The library then looks at the installed handlers: if
+ *   every caught signal has SA_RESTART it goes on waiting, otherwise it
+ *   returns -EINTR.  Waits work with all signals blocked.
+ */
+#ifndef CACHELOCK_H
+#define CACHELOCK_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* CACHELOCK_EXTERN marks the public API; everything else in the library is
+ * hidden.  The Windows port turns it into dllexport/dllimport. */
+#if defined(_WIN32)
+#  if defined(CACHELOCK_BUILDING_SHARED)
+#    define CACHELOCK_EXTERN __declspec(dllexport)
+#  else
+#    define CACHELOCK_EXTERN
+#  endif
+#elif defined(__GNUC__)
+#  define CACHELOCK_EXTERN __attribute__((visibility("default")))
+#else
+#  define CACHELOCK_EXTERN
+#endif
+
+#define CACHELOCK_VERSION_MAJOR 0
+#define CACHELOCK_VERSION_MINOR 1
+#define CACHELOCK_VERSION_PATCH 0
+#define CACHELOCK_VERSION_STRING "0.1.0"
+
+/* Longest accepted source name, in bytes: "{source}.lock" must fit NAME_MAX
+ * (255) on every filesystem we support. */
+#define CACHELOCK_NAME_MAX 250
+
+/* Longest interval between two re-checks of a timed or asynchronous wait,
+ * in milliseconds: the worst handoff delay when the holder unlocks without
+ * closing the file or inotify cannot see the release. */
+#define CACHELOCK_RECHECK_MAX_MS 20
+
+/* A held lock.  Opaque; released (and freed) by cachelock_release(). */
+typedef struct cachelock cachelock_t;
+
+/* An acquire in progress, for event loops.  Opaque; freed by
+ * cachelock_wait_free(). */
+typedef struct cachelock_wait cachelock_wait_t;
+
+typedef enum cachelock_mode {
+    CACHELOCK_EXCLUSIVE = 0,   /* one holder; excludes every other holder */
+    CACHELOCK_SHARED = 1       /* any number of shared holders together */
+} cachelock_mode_t;
+
+/* Options of cachelock_acquire_ex() and cachelock_wait_start().  Always
+ * start from CACHELOCK_OPTIONS_INIT (or from all zeroes, which means
+ * version 1, exclusive, try once) so that fields added later get their
+ * defaults. */
+typedef struct cachelock_options {
+    int version;             /* CACHELOCK_OPTIONS_VERSION; 0 reads as 1 */
+    cachelock_mode_t mode;   /* CACHELOCK_EXCLUSIVE (default) or _SHARED */
+    long timeout_ms;         /* -1 wait forever (default), 0 try once,
+                                >0 give up after that many milliseconds */
+    unsigned flags;          /* CACHELOCK_F_* below; 0 by default */
+} cachelock_options_t;
+
+#define CACHELOCK_OPTIONS_VERSION 1
+#define CACHELOCK_OPTIONS_INIT { CACHELOCK_OPTIONS_VERSION, CACHELOCK_EXCLUSIVE, -1L, 0u }
+
+/* Do not create the cache directory, .locks/ or the lock file: fail with
+ * -ENOENT if the lock file does not exist yet. */
+#define CACHELOCK_F_NOCREATE 0x1u
+
+/* ------------------------------------------------------------------------
+ * Acquiring and releasing
+ * ------------------------------------------------------------------------ */
+
+/*
+ * cachelock_acquire - take the exclusive lock of a source, waiting as long
+ * as it takes.
+ *
+ *   [in]  cache_dir  the cache directory; created (with its parents, like
+ *                    mkdir -p) when missing, as is {cache_dir}/.locks
+ *   [in]  source     the source name (see CAVEATS for what is accepted)
+ *   [out] out        the held lock, to be passed to cachelock_release();
+ *                    NULL on failure
+ *
+ * Directories are created with mode 0777 and lock files with 0666, both
+ * minus the umask, so that shared caches and default ACLs work.  The lock
+ * file is opened without truncation and never followed through a symbolic
+ * link; a lock file the caller may only read is still lockable.
+ *
+ * Returns 0, or:
+ *   -EINVAL        cache_dir, source or out is NULL or empty; bad source name
+ *   -ENAMETOOLONG  source longer than CACHELOCK_NAME_MAX, or the whole path
+ *                  longer than PATH_MAX
+ *   -EDEADLK       the calling thread already holds this source
+ *   -EINTR         a signal handler without SA_RESTART ran while waiting
+ *   -ELOOP         the lock file or .locks is a symbolic link
+ *   -ENOTDIR       cache_dir or .locks exists and is not a directory
+ *   -EISDIR, -ENXIO, -ENODEV  the lock path is a directory, socket or FIFO
+ *   -EACCES, -EROFS, -ENOSPC, -EMFILE, -ENFILE, -ENOMEM, -ENOLCK, -EIO, ...
+ *                  the failing system call's error
+ */
+CACHELOCK_EXTERN int cachelock_acquire(const char *cache_dir, const char *source,
+                                       cachelock_t **out);
+
+/*
+ * cachelock_try_acquire - take the exclusive lock of a source if it is free
+ * now; never waits.
+ *
+ * Parameters and errors as cachelock_acquire(), plus:
+ *   -EWOULDBLOCK   the lock is held by someone else (an outcome, not an error)
+ */
+CACHELOCK_EXTERN int cachelock_try_acquire(const char *cache_dir, const char *source,
+                                           cachelock_t **out);
+
+/*
+ * cachelock_acquire_ex - take a lock with options.
+ *
+ *   [in]  opts  mode, timeout and flags; NULL means CACHELOCK_OPTIONS_INIT
+ *               (exclusive, wait forever)
+ *
+ * Other parameters as cachelock_acquire().  Returns 0, or the codes of
+ * cachelock_acquire(), plus:
+ *   -EWOULDBLOCK   timeout_ms == 0 and the lock is held by someone else
+ *   -ETIMEDOUT     timeout_ms > 0 and the lock was still held when it ran out
+ *   -EINVAL        opts has an unknown version, mode or flag, or
+ *                  timeout_ms < -1
+ *   -ENOENT        CACHELOCK_F_NOCREATE and the lock file does not exist
+ * With a timeout, -EDEADLK is returned at once, not after the timeout.
+ */
+CACHELOCK_EXTERN int cachelock_acquire_ex(const char *cache_dir, const char *source,
+                                          const cachelock_options_t *opts,
+                                          cachelock_t **out);
+
+/*
+ * cachelock_release - release a lock and free its handle.
+ *
+ *   [in] lock  a handle from an acquire; NULL is a no-op
+ *
+ * The lock is explicitly unlocked before the descriptor is closed, so when
+ * this returns the lock is free for others even if a forked child still
+ * holds a copy of the descriptor.  In a forked child, releasing a handle
+ * inherited from the parent only closes the child's copy (see CAVEATS).
+ * Releasing a handle twice is undefined behaviour, as with free(3).
+ */
+CACHELOCK_EXTERN void cachelock_release(cachelock_t *lock);
+
+/* cachelock_fd - the lock's descriptor, for fstat(2) or to hand to a child
+ * (it has FD_CLOEXEC set).  Do not close it or flock(2) it; it stays owned
+ * by the handle.  -EINVAL if lock is NULL. */
+CACHELOCK_EXTERN int cachelock_fd(const cachelock_t *lock);
+
+/* cachelock_mode - the mode the lock is held in, or -EINVAL if lock is
+ * NULL. */
+CACHELOCK_EXTERN int cachelock_mode(const cachelock_t *lock);
+
+/* ------------------------------------------------------------------------
+ * Asynchronous acquire, for event loops
+ *
+ *   cachelock_wait_t *w;
+ *   cachelock_t *lock = NULL;
+ *   int rc = cachelock_wait_start(dir, "registry", &opts, &w);
+ *   while (rc == 0) {
+ *       rc = cachelock_wait_step(w, &lock);   // never blocks
+ *       if (rc != -EINPROGRESS)
+ *           break;                            // 0: locked; else final error
+ *       struct pollfd p = { cachelock_wait_fd(w), POLLIN, 0 };
+ *       poll(&p, p.fd >= 0, cachelock_wait_timeout(w));
+ *   }
+ *   cachelock_wait_free(w);                  // cancels if still waiting
+ *
+ * Nothing blocks and nothing runs in the background: between steps the wait
+ * is only an open lock file and an inotify descriptor.  Freeing a wait at
+ * any time cancels it completely; a lock never arrives later.
+ * ------------------------------------------------------------------------ */
+
+/*
+ * cachelock_wait_start - begin acquiring a lock without blocking.
+ *
+ *   [in]  opts  as for cachelock_acquire_ex(); timeout_ms -1 waits until
+ *               cancelled, 0 gives up at the first step that finds it busy
+ *   [out] out   the wait, to be stepped and finally freed with
+ *               cachelock_wait_free(); NULL on failure
+ *
+ * Returns 0, or the argument errors of cachelock_acquire_ex() (-EINVAL,
+ * -ENAMETOOLONG) and -ENOMEM.  Everything else is reported by the steps.
+ */
+CACHELOCK_EXTERN int cachelock_wait_start(const char *cache_dir, const char *source,
+                                          const cachelock_options_t *opts,
+                                          cachelock_wait_t **out);
+
+/*
+ * cachelock_wait_step - make progress; never blocks.
+ *
+ *   [in]  wait  a started wait
+ *   [out] out   the held lock when 0 is returned, NULL otherwise
+ *
+ * Returns:
+ *   0              the lock is held; *out is yours to release.  Further
+ *                  steps return -EALREADY.
+ *   -EINPROGRESS   not yet: poll cachelock_wait_fd() for POLLIN, for at most
+ *                  cachelock_wait_timeout() milliseconds, then step again
+ *   -ETIMEDOUT, -EWOULDBLOCK, -EDEADLK, or any error of
+ *                  cachelock_acquire_ex(): final; further steps return the
+ *                  same code
+ */
+CACHELOCK_EXTERN int cachelock_wait_step(cachelock_wait_t *wait, cachelock_t **out);
+
+/* cachelock_wait_fd - the descriptor to poll for POLLIN between steps, or
+ * -1 when there is none (no inotify: rely on the timeout alone).  It may
+ * change after a step; fetch it again before every poll. */
+CACHELOCK_EXTERN int cachelock_wait_fd(const cachelock_wait_t *wait);
+
+/* cachelock_wait_timeout - milliseconds until the next step is due (the
+ * next re-check or the deadline, whichever is first), for poll(2); 0 when a
+ * step is due now.  Never -1 while in progress, never more than
+ * CACHELOCK_RECHECK_MAX_MS. */
+CACHELOCK_EXTERN int cachelock_wait_timeout(const cachelock_wait_t *wait);
+
+/* cachelock_wait_free - cancel a wait if it is still in progress and free
+ * it.  NULL is a no-op.  A lock already returned by a step is not touched:
+ * release it with cachelock_release(). */
+CACHELOCK_EXTERN void cachelock_wait_free(cachelock_wait_t *wait);
+
+/* ------------------------------------------------------------------------
+ * Names, paths and messages
+ * ------------------------------------------------------------------------ */
+
+/*
+ * cachelock_check_name - check a source name without touching the disk.
+ * Returns 0, -EINVAL (NULL or not accepted) or -ENAMETOOLONG; on failure
+ * cachelock_errmsg() says why.
+ */
+CACHELOCK_EXTERN int cachelock_check_name(const char *source);
+
+/*
+ * cachelock_path - write the lock file path of a source into buf.
+ *
+ *   [in]  cache_dir, source  as for cachelock_acquire()
+ *   [out] buf, size          room for the path and its NUL
+ *
+ * Returns the length of the path (not counting the NUL), or -EINVAL,
+ * -ENAMETOOLONG (the path does not fit PATH_MAX) or -ERANGE (it does not fit
+ * size).  Touches nothing on disk.
+ */
+CACHELOCK_EXTERN int cachelock_path(const char *cache_dir, const char *source,
+                                    char *buf, size_t size);
+
+/* cachelock_strerror - a short text for a code returned by this library
+ * (negative) or an errno value (positive).  Never NULL; the string is
+ * static and must not be freed. */
+CACHELOCK_EXTERN const char *cachelock_strerror(int err);
+
+/* cachelock_errmsg - a one-line message about the most recent failure of a
+ * cachelock_* call in the calling thread, naming the operation and the
+ * path, lowercase, no trailing full stop; "" if there was none.  The buffer
+ * belongs to the thread and is overwritten by its next failure. */
+CACHELOCK_EXTERN const char *cachelock_errmsg(void);
+
+/* cachelock_version - the library's version, e.g. "0.1.0". */
+CACHELOCK_EXTERN const char *cachelock_version(void);
+
+/* ------------------------------------------------------------------------
+ * Who holds it: diagnostics
+ * ------------------------------------------------------------------------ */
+
+typedef struct cachelock_holder {
+    int pid;                 /* process that took the lock (see below) */
+    cachelock_mode_t mode;   /* how it holds or wants the lock */
+    int waiting;             /* 1: blocked in flock(2) waiting for it */
+    char command[256];       /* its command line, "" if unreadable */
+} cachelock_holder_t;
+
+/*
+ * cachelock_holders - who holds, and who is blocked waiting for, a source.
+ *
+ *   [in]  cache_dir, source  as for cachelock_acquire(); nothing is created
+ *   [out] out     an array of *count entries, holders first, then waiters;
+ *                 free it with free(3).  NULL when *count is 0 or on failure
+ *   [out] count   number of entries
+ *
+ * On Linux this reads the kernel's lock table, /proc/locks, so it sees
+ * every flock(2) user, not only this library.  The pid is the process that
+ * took the lock; when that process forked and exited, a child may be the one
+ * still holding it.  Waiters in timed or asynchronous waits of this library
+ * do not block in the kernel and are not listed.  Locks held through NFS
+ * are listed only on the machine that holds them.
+ *
+ * Returns 0, or -EINVAL, -ENAMETOOLONG, -ENOENT (no lock file: nobody ever
+ * locked it), -ENOSYS (no lock table on this system), -ENOMEM, or another
+ * system error.
+ */
+CACHELOCK_EXTERN int cachelock_holders(const char *cache_dir, const char *source,
+                                       cachelock_holder_t **out, size_t *count);
+
+/*
+ * cachelock_sources - the names of all sources that have a lock file in a
+ * cache, sorted bytewise.
+ *
+ *   [out] out    an array of *count strings; free it with
+ *                cachelock_sources_free()
+ *   [out] count  number of names
+ *
+ * Files in .locks that are not "{valid name}.lock" are ignored.  A cache
+ * without .locks has no sources (0, *count == 0).  Returns 0, or -EINVAL,
+ * -ENAMETOOLONG, -ENOTDIR, -EACCES, -ENOMEM, or another system error.
+ */
+CACHELOCK_EXTERN int cachelock_sources(const char *cache_dir, char ***out, size_t *count);
+
+/* cachelock_sources_free - free what cachelock_sources() returned.  NULL is
+ * a no-op. */
+CACHELOCK_EXTERN void cachelock_sources_free(char **names, size_t count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CACHELOCK_H */

@@ -1,0 +1,186 @@
+/*
+ * internal.h - what the portable code (the src directory) and the OS layer
+ * (src/unix, later src/win) say to each other.  Nothing here is
+ * exported from the shared library.
+ *
+ * Naming: cachelock__* is internal and non-static; static helpers have
+ * short plain names.
+ */
+#ifndef CACHELOCK_INTERNAL_H
+#define CACHELOCK_INTERNAL_H
+
+#include "cachelock.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+
+#ifndef PATH_MAX
+#define PATH_MAX 4096
+#endif
+
+#define LOCKS_DIR ".locks"
+#define LOCK_SUFFIX ".lock"
+
+/* ---- errors (error.c) ---------------------------------------------------- */
+
+/* Record "cannot {op} '{path}': {strerror(-err)}" as this thread's message and
+ * return err, so callers can write `return cachelock__fail(rc, ...)`. */
+int cachelock__fail(int err, const char *op, const char *path);
+
+/* Record a free-form message (printf-style) and return err. */
+int cachelock__failf(int err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- names and paths (name.c) ------------------------------------------- */
+
+/* A lock path split into the parts the OS layer needs:
+ * buf = "{cache_dir}/.locks/{source}.lock", with the offsets of the pieces. */
+struct cachelock__path {
+    char buf[PATH_MAX];
+    size_t dir_len;     /* strlen(cache_dir), the cache directory */
+    size_t locks_len;   /* length of "{cache_dir}/.locks" */
+    size_t len;         /* length of the whole path */
+};
+
+/* Validate source (message on failure) and fill p.  Returns 0, -EINVAL or
+ * -ENAMETOOLONG. */
+int cachelock__path_build(struct cachelock__path *p, const char *cache_dir,
+                          const char *source);
+
+/* The file name part of p: "{source}.lock". */
+static inline const char *cachelock__path_file(const struct cachelock__path *p)
+{
+    return p->buf + p->locks_len + 1;
+}
+
+/* Check a source name; returns 0, -EINVAL or -ENAMETOOLONG and, when why is
+ * not NULL, points it at a reason ("contains a path separator"). */
+int cachelock__name_check(const char *source, size_t len, const char **why);
+
+/* ---- held-lock registry (registry.c) ------------------------------------- */
+
+/* Identity of a lock file: what fstat(2) says, compared after every grant. */
+struct cachelock__fileid {
+    uint64_t dev;
+    uint64_t ino;
+};
+
+struct cachelock {
+    struct cachelock *next;         /* registry bucket chain */
+    struct cachelock__fileid id;
+    int fd;
+    cachelock_mode_t mode;
+    pthread_t owner;                /* the thread that acquired it */
+    unsigned fork_gen;              /* registry generation when acquired */
+};
+
+/* 0 if the calling thread may wait for id in mode; -EDEADLK if it holds id
+ * in a conflicting mode itself. */
+int cachelock__registry_check(const struct cachelock__fileid *id, cachelock_mode_t mode);
+void cachelock__registry_add(struct cachelock *lock);
+/* Remove lock; returns 1 if it was taken in this process (same fork
+ * generation), 0 if it was inherited from a parent across fork(2). */
+int cachelock__registry_remove(struct cachelock *lock);
+
+/* ---- one acquire attempt (acquire.c) ------------------------------------- */
+
+/* State shared by the blocking acquire and the wait machine (wait.c). */
+struct cachelock__attempt {
+    struct cachelock__path path;
+    cachelock_mode_t mode;
+    unsigned flags;
+    int fd;                         /* open lock file, or -1 */
+    struct cachelock__fileid id;    /* identity of fd */
+};
+
+int cachelock__options_check(const cachelock_options_t *opts, cachelock_options_t *out);
+void cachelock__attempt_init(struct cachelock__attempt *a);
+/* Open if needed and try once (block != 0: wait in the kernel).  Returns 0
+ * with *out held, -EWOULDBLOCK when busy (fd stays open for the next try), or
+ * a final error (fd closed).  Retries internally when the file was replaced. */
+int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t **out);
+void cachelock__attempt_done(struct cachelock__attempt *a);
+
+/* A timed or try acquire (wait.c): the wait machine driven by poll(2). */
+int cachelock__wait_acquire(const struct cachelock__path *path, const cachelock_options_t *o,
+                            cachelock_t **out);
+
+/* ---- OS layer (src/unix) ------------------------------------------------- */
+
+/* Open (creating what is missing unless nocreate) the lock file of p.
+ * Returns 0 with *fd and *id, or a negative code with the message set. */
+int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fd,
+                       struct cachelock__fileid *id);
+/* flock the descriptor: 0, -EWOULDBLOCK (only when !block), -EINTR, -errno. */
+int cachelock__os_lock(int fd, cachelock_mode_t mode, int block);
+void cachelock__os_unlock(int fd);
+void cachelock__os_close(int fd);
+/* Does the path still name the file id?  1 yes, 0 no (removed or replaced),
+ * negative on error. */
+int cachelock__os_same_file(const struct cachelock__path *p, const struct cachelock__fileid *id);
+/* Identity of an existing lock file without creating anything. */
+int cachelock__os_stat(const char *path, struct cachelock__fileid *id);
+
+/* Move a descriptor to 3 or above (closing the low one); -1 on failure. */
+int cachelock__os_keep_high(int fd);
+/* Call fn for every entry name of dir; a missing dir has no entries. */
+int cachelock__os_list(const char *dir, int (*fn)(const char *name, void *ctx), void *ctx);
+
+/* Monotonic clock in microseconds. */
+int64_t cachelock__os_now_us(void);
+
+/* Change notification for waits: a pollable descriptor that becomes
+ * readable when the lock file at path is closed, removed or renamed.
+ * Returns the descriptor or a negative code (then waits rely on the timer). */
+int cachelock__os_watch(const char *path);
+/* Empty a watch descriptor's queue after it polled readable. */
+void cachelock__os_watch_drain(int wfd);
+/* Sleep in poll(2) on fd (may be -1) for at most timeout_ms.  Returns 0, or
+ * -EINTR when a signal handler without SA_RESTART may have run. */
+int cachelock__os_poll(int fd, int timeout_ms);
+
+/* Kernel lock table (proc.c): calls fn for every lock on id.  Returns 0,
+ * -ENOSYS when there is no table, or -errno. */
+struct cachelock__lockline {
+    int pid;
+    int waiting;
+    int exclusive;
+    unsigned dev_major, dev_minor;
+    uint64_t ino;
+};
+typedef int (*cachelock__lock_fn)(const struct cachelock__lockline *l, void *ctx);
+int cachelock__os_locks_on(const struct cachelock__fileid *id, cachelock__lock_fn fn, void *ctx);
+/* The command line of pid into buf ("" when unreadable). */
+void cachelock__os_command(int pid, char *buf, size_t size);
+/* Parse one line of /proc/locks; 0 on success, -EINVAL if malformed. */
+int cachelock__parse_lockline(const char *line, struct cachelock__lockline *out);
+
+/* ---- system call table (unix/syscalls.c) --------------------------------- */
+
+/* Every system call the library makes goes through this table, so tests can
+ * inject failures (SQLite's aSyscall[] idea).  Tests link the static
+ * library and swap entries; nothing outside the library can see it. */
+struct stat;
+struct pollfd;
+struct cachelock__syscalls {
+    int (*open)(const char *path, int flags, ...);
+    int (*openat)(int dirfd, const char *path, int flags, ...);
+    int (*close)(int fd);
+    int (*flock)(int fd, int op);
+    int (*fstat)(int fd, struct stat *st);
+    int (*fstatat)(int dirfd, const char *path, struct stat *st, int flags);
+    int (*mkdir)(const char *path, unsigned mode);
+    int (*fcntl)(int fd, int cmd, ...);
+    int (*poll)(struct pollfd *fds, unsigned long n, int timeout);
+    int (*inotify_init1)(int flags);
+    int (*inotify_add_watch)(int fd, const char *path, uint32_t mask);
+    long (*read)(int fd, void *buf, size_t n);
+    void *(*malloc)(size_t n);
+};
+extern struct cachelock__syscalls cachelock__sys;
+/* Put every entry back to the real call. */
+void cachelock__syscalls_reset(void);
+
+#endif /* CACHELOCK_INTERNAL_H */

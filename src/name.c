@@ -1,0 +1,181 @@
+/*
+ * name.c - which source names are accepted, and the lock path they map to.
+ *
+ * A source name becomes the file name "{source}.lock" inside .locks/, the
+ * same mapping as the Rust original, so both can share one cache.  We accept
+ * only names that are the same single file name on every platform we
+ * support (Linux, the BSDs, macOS, Windows), so that a cache written on one
+ * can be locked from another:
+ *
+ *   - nothing that can leave .locks/: no '/', no '\\', not "." or "..";
+ *   - no control characters (they break terminals, logs and /proc/locks);
+ *   - nothing Windows refuses or silently rewrites: < > : " | ? *, a
+ *     trailing dot or space (Win32 strips them, so "a." would be "a"), and
+ *     the reserved device names CON, PRN, AUX, NUL, COM0-9, LPT0-9 with any
+ *     extension ("nul.lock" opens the null device there);
+ *   - valid UTF-8 only, because Windows file names are UTF-16;
+ *   - at most CACHELOCK_NAME_MAX bytes, so "{source}.lock" fits NAME_MAX.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+static int ascii_lower(int c)
+{
+    return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+/* Is the part before the first dot a Windows device name? */
+static int is_reserved_device(const char *s, size_t len)
+{
+    static const char *const plain[] = { "con", "prn", "aux", "nul" };
+    size_t stem = 0;
+    while (stem < len && s[stem] != '.')
+        stem++;
+    /* Win32 also ignores trailing spaces of the stem: "con .txt". */
+    while (stem > 0 && s[stem - 1] == ' ')
+        stem--;
+    if (stem == 3) {
+        for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+            if (ascii_lower(s[0]) == plain[i][0] && ascii_lower(s[1]) == plain[i][1] &&
+                ascii_lower(s[2]) == plain[i][2])
+                return 1;
+        }
+    }
+    if (stem == 4 && s[3] >= '0' && s[3] <= '9') {
+        char a = (char)ascii_lower(s[0]), b = (char)ascii_lower(s[1]), c = (char)ascii_lower(s[2]);
+        if ((a == 'c' && b == 'o' && c == 'm') || (a == 'l' && b == 'p' && c == 't'))
+            return 1;
+    }
+    return 0;
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if it is
+ * not one: overlong forms, surrogates and values above U+10FFFF are refused. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned min, cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) { len = 2; min = 0x80; cp = c & 0x1f; }
+    else if (c >= 0xe0 && c <= 0xef) { len = 3; min = 0x800; cp = c & 0x0f; }
+    else if (c >= 0xf0 && c <= 0xf4) { len = 4; min = 0x10000; cp = c & 0x07; }
+    else return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+int cachelock__name_check(const char *source, size_t len, const char **why)
+{
+    const char *reason = NULL;
+    int rc = -EINVAL;
+
+    if (len == 0)
+        reason = "is empty";
+    else if ((len == 1 && source[0] == '.') || (len == 2 && source[0] == '.' && source[1] == '.'))
+        reason = "is a relative directory name";
+    else {
+        const unsigned char *s = (const unsigned char *)source;
+        for (size_t i = 0; i < len && !reason; ) {
+            unsigned c = s[i];
+            size_t step;
+            if (c == '/' || c == '\\')
+                reason = "contains a path separator";
+            else if (c < 0x20 || c == 0x7f)
+                reason = "contains a control character";
+            else if (strchr("<>:\"|?*", (int)c))
+                reason = "contains a character that is not portable (< > : \" | ? *)";
+            else if ((step = utf8_seq(s + i, len - i)) == 0)
+                reason = "is not valid UTF-8";
+            else {
+                i += step;
+                continue;
+            }
+            break;
+        }
+        if (!reason && (source[len - 1] == '.' || source[len - 1] == ' '))
+            reason = "ends with a dot or a space, which Windows strips";
+        if (!reason && is_reserved_device(source, len))
+            reason = "is a reserved device name on Windows";
+        if (!reason && len > CACHELOCK_NAME_MAX) {
+            reason = "is longer than 250 bytes";
+            rc = -ENAMETOOLONG;
+        }
+    }
+    if (why)
+        *why = reason;
+    return reason ? rc : 0;
+}
+
+int cachelock_check_name(const char *source)
+{
+    const char *why;
+    int rc;
+    if (!source)
+        return cachelock__failf(-EINVAL, "invalid source name: NULL");
+    rc = cachelock__name_check(source, strlen(source), &why);
+    if (rc < 0)
+        return cachelock__failf(rc, "invalid source name '%.300s': %s", source, why);
+    return 0;
+}
+
+int cachelock__path_build(struct cachelock__path *p, const char *cache_dir, const char *source)
+{
+    size_t dir_len, name_len, need;
+    int rc;
+
+    if (!cache_dir || !*cache_dir)
+        return cachelock__failf(-EINVAL, "invalid cache directory: %s",
+                                cache_dir ? "empty" : "NULL");
+    rc = cachelock_check_name(source);
+    if (rc < 0)
+        return rc;
+
+    /* "/c/" and "/c" are the same directory; keep messages free of "//". */
+    dir_len = strlen(cache_dir);
+    while (dir_len > 1 && cache_dir[dir_len - 1] == '/')
+        dir_len--;
+    name_len = strlen(source);
+    need = dir_len + 1 + strlen(LOCKS_DIR) + 1 + name_len + strlen(LOCK_SUFFIX);
+    if (need >= sizeof p->buf)
+        return cachelock__failf(-ENAMETOOLONG, "cannot build lock path in '%.*s': %s",
+                                (int)(dir_len > 200 ? 200 : dir_len), cache_dir,
+                                cachelock_strerror(ENAMETOOLONG));
+
+    memcpy(p->buf, cache_dir, dir_len);
+    p->dir_len = dir_len;
+    if (!(dir_len == 1 && cache_dir[0] == '/'))
+        p->buf[dir_len++] = '/';
+    memcpy(p->buf + dir_len, LOCKS_DIR, strlen(LOCKS_DIR));
+    dir_len += strlen(LOCKS_DIR);
+    p->locks_len = dir_len;
+    p->buf[dir_len++] = '/';
+    memcpy(p->buf + dir_len, source, name_len);
+    dir_len += name_len;
+    memcpy(p->buf + dir_len, LOCK_SUFFIX, strlen(LOCK_SUFFIX) + 1);
+    p->len = dir_len + strlen(LOCK_SUFFIX);
+    return 0;
+}
+
+int cachelock_path(const char *cache_dir, const char *source, char *buf, size_t size)
+{
+    struct cachelock__path p;
+    int rc = cachelock__path_build(&p, cache_dir, source);
+    if (rc < 0)
+        return rc;
+    if (!buf || p.len + 1 > size)
+        return cachelock__failf(-ERANGE, "cannot store lock path '%s': %s", p.buf,
+                                cachelock_strerror(ERANGE));
+    memcpy(buf, p.buf, p.len + 1);
+    return (int)p.len;
+}

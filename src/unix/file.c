@@ -1,0 +1,274 @@
+/*
+ * file.c - opening, locking and checking lock files on Unix.
+ *
+ * Why flock(2) and not fcntl(2) byte-range locks: POSIX fcntl locks belong
+ * to the process, not to the open file, so closing ANY descriptor of the
+ * file drops them (SQLite's "POSIX advisory locks are broken by design"
+ * essay), two threads of one process never exclude each other, and they are
+ * not inherited sensibly.  flock(2) locks belong to the open file
+ * description: each acquire opens its own, so threads exclude each other
+ * like processes, and the lock lives exactly as long as that description.
+ * It is also what the Rust original (fs2/fs4), util-linux flock(1) and
+ * Python's filelock use, so we all exclude one another.
+ *
+ * Path handling: .locks is opened with O_NOFOLLOW|O_DIRECTORY and the lock
+ * file is opened relative to it with O_NOFOLLOW, so a symbolic link planted
+ * as .locks or as the lock file is refused (ELOOP) instead of followed out of
+ * the cache.  The cache directory itself may be a symlink (~/.cache often
+ * is).  Files are created 0666 and directories 0777, minus the umask, so a
+ * group-shared cache with a permissive umask or default ACLs works.
+ */
+#define _GNU_SOURCE
+#include "../internal.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef O_PATH
+#define O_PATH O_RDONLY
+#endif
+
+/* Keep the library's descriptors off 0, 1 and 2: if a program runs with
+ * stdin closed, a lock file opened as descriptor 0 would later be read or
+ * written by code that thinks it is stdin. */
+static int keep_high(int fd)
+{
+    int nfd;
+    if (fd < 0 || fd > 2)
+        return fd;
+    nfd = cachelock__sys.fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (nfd < 0) {
+        int saved = errno;
+        cachelock__sys.close(fd);
+        errno = saved;
+        return -1;
+    }
+    cachelock__sys.close(fd);
+    return nfd;
+}
+
+int cachelock__os_keep_high(int fd)
+{
+    return keep_high(fd);
+}
+
+/* mkdir -p of the cache directory, then mkdir of .locks.  An existing
+ * directory is fine; the open that follows finds out whether what exists is
+ * really a directory. */
+static int make_dirs(const struct cachelock__path *p)
+{
+    char dir[PATH_MAX];
+    memcpy(dir, p->buf, p->locks_len);
+    dir[p->locks_len] = '\0';
+
+    if (cachelock__sys.mkdir(dir, 0777) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return cachelock__fail(-errno, "create lock directory", dir);
+
+    /* The cache directory (or a parent) is missing too. */
+    dir[p->dir_len] = '\0';
+    for (size_t i = 1; i <= p->dir_len; i++) {
+        if (dir[i] != '/' && dir[i] != '\0')
+            continue;
+        char c = dir[i];
+        dir[i] = '\0';
+        if (cachelock__sys.mkdir(dir, 0777) < 0 && errno != EEXIST)
+            return cachelock__fail(-errno, "create cache directory", dir);
+        dir[i] = c;
+    }
+    memcpy(dir, p->buf, p->locks_len);
+    dir[p->locks_len] = '\0';
+    if (cachelock__sys.mkdir(dir, 0777) < 0 && errno != EEXIST)
+        return cachelock__fail(-errno, "create lock directory", dir);
+    return 0;
+}
+
+static int open_locks_dir(const struct cachelock__path *p)
+{
+    char dir[PATH_MAX];
+    int dfd;
+    memcpy(dir, p->buf, p->locks_len);
+    dir[p->locks_len] = '\0';
+    dfd = cachelock__sys.open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) {
+        int err = errno;
+        /* A symlink named .locks gives ELOOP with O_NOFOLLOW; with O_PATH
+         * and O_DIRECTORY some kernels report ENOTDIR for it instead. */
+        if (err == ENOTDIR) {
+            struct stat st;
+            if (cachelock__sys.fstatat(AT_FDCWD, dir, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISLNK(st.st_mode))
+                err = ELOOP;
+        }
+        errno = err;
+    }
+    return dfd;
+}
+
+int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
+                       struct cachelock__fileid *id)
+{
+    const char *file = cachelock__path_file(p);
+    const int common = O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+    int created = 0, dfd, fd, rc;
+    struct stat st;
+
+    *fdp = -1;
+    for (;;) {
+        dfd = open_locks_dir(p);
+        if (dfd < 0) {
+            if (errno == ENOENT && !nocreate && !created) {
+                rc = make_dirs(p);
+                if (rc < 0)
+                    return rc;
+                created = 1;
+                continue;
+            }
+            char dir[PATH_MAX];
+            int err = -errno;
+            memcpy(dir, p->buf, p->locks_len);
+            dir[p->locks_len] = '\0';
+            return cachelock__fail(err, "open lock directory", dir);
+        }
+
+        /* O_NONBLOCK: opening a FIFO planted at the lock path must not hang
+         * waiting for a writer; flock(2) ignores the flag. */
+        fd = cachelock__sys.openat(dfd, file, O_RDWR | common | (nocreate ? 0 : O_CREAT), 0666);
+        if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) {
+            /* A lock file we may only read can still be flock(2)ed; a
+             * read-only filesystem still holds usable existing lock files. */
+            int first = errno;
+            fd = cachelock__sys.openat(dfd, file, O_RDONLY | common);
+            if (fd < 0 && errno == ENOENT)
+                errno = first;
+        }
+        if (fd < 0 && errno == ENOENT && !nocreate && !created) {
+            /* .locks was removed between the two opens: start again once. */
+            cachelock__sys.close(dfd);
+            created = 1;
+            continue;
+        }
+        int err = errno;
+        cachelock__sys.close(dfd);
+        if (fd < 0)
+            return cachelock__fail(-err, "open lock file", p->buf);
+        break;
+    }
+
+    fd = keep_high(fd);
+    if (fd < 0)
+        return cachelock__fail(-errno, "open lock file", p->buf);
+    if (cachelock__sys.fstat(fd, &st) < 0) {
+        rc = cachelock__fail(-errno, "stat lock file", p->buf);
+        cachelock__sys.close(fd);
+        return rc;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        cachelock__sys.close(fd);
+        return cachelock__failf(-ENXIO, "cannot open lock file '%s': not a regular file", p->buf);
+    }
+    id->dev = (uint64_t)st.st_dev;
+    id->ino = (uint64_t)st.st_ino;
+    *fdp = fd;
+    return 0;
+}
+
+int cachelock__os_lock(int fd, cachelock_mode_t mode, int block)
+{
+    int op = (mode == CACHELOCK_SHARED ? LOCK_SH : LOCK_EX) | (block ? 0 : LOCK_NB);
+    for (;;) {
+        if (cachelock__sys.flock(fd, op) == 0)
+            return 0;
+        /* A blocking flock(2) is restarted by the kernel after a handler
+         * with SA_RESTART, so EINTR here means a handler without it ran:
+         * the caller asked to be interrupted.  A non-blocking one cannot
+         * really be interrupted; retry it. */
+        if (errno == EINTR && !block)
+            continue;
+        return errno == EAGAIN ? -EWOULDBLOCK : -errno;
+    }
+}
+
+void cachelock__os_unlock(int fd)
+{
+    while (cachelock__sys.flock(fd, LOCK_UN) < 0 && errno == EINTR)
+        ;
+}
+
+void cachelock__os_close(int fd)
+{
+    /* Never retry close(2) on EINTR: on Linux the descriptor is gone
+     * already, and a retry could close one another thread just opened. */
+    int saved = errno;
+    cachelock__sys.close(fd);
+    errno = saved;
+}
+
+int cachelock__os_same_file(const struct cachelock__path *p, const struct cachelock__fileid *id)
+{
+    struct stat st;
+    if (cachelock__sys.fstatat(AT_FDCWD, p->buf, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return cachelock__fail(-errno, "check lock file", p->buf);
+    }
+    return (uint64_t)st.st_dev == id->dev && (uint64_t)st.st_ino == id->ino;
+}
+
+int cachelock__os_stat(const char *path, struct cachelock__fileid *id)
+{
+    struct stat st;
+    if (cachelock__sys.fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return cachelock__fail(-errno, "stat lock file", path);
+    id->dev = (uint64_t)st.st_dev;
+    id->ino = (uint64_t)st.st_ino;
+    return 0;
+}
+
+int cachelock__os_list(const char *dir, int (*fn)(const char *name, void *ctx), void *ctx)
+{
+    int dfd = cachelock__sys.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d;
+    struct dirent *e;
+    int rc = 0;
+
+    if (dfd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return cachelock__fail(-errno, "open lock directory", dir);
+    }
+    d = fdopendir(dfd);
+    if (!d) {
+        rc = cachelock__fail(-errno, "read lock directory", dir);
+        cachelock__sys.close(dfd);
+        return rc;
+    }
+    for (;;) {
+        errno = 0;
+        e = readdir(d);
+        if (!e) {
+            if (errno)
+                rc = cachelock__fail(-errno, "read lock directory", dir);
+            break;
+        }
+        rc = fn(e->d_name, ctx);
+        if (rc < 0)
+            break;
+    }
+    closedir(d);
+    return rc;
+}
+
+int64_t cachelock__os_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}

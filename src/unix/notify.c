@@ -1,0 +1,78 @@
+/*
+ * notify.c - how a timed or asynchronous wait learns that a lock may be free.
+ *
+ * Linux has no pollable "flock became free" event and a blocked flock(2)
+ * cannot be cancelled without a signal, so waits that must be able to give
+ * up never block in flock(2).  Instead they watch the lock file with
+ * inotify(7): every holder that releases by closing the file (this library,
+ * flock(1), Python's filelock, the Rust original, and any process that exits
+ * or is killed) produces IN_CLOSE_WRITE or IN_CLOSE_NOWRITE, and the waiter
+ * retries a non-blocking flock(2) at once.  Pruning (unlink) and replacement
+ * show up as IN_ATTRIB (link count) or IN_DELETE_SELF/IN_MOVE_SELF.
+ *
+ * inotify does not see a holder that calls flock(LOCK_UN) and keeps the file
+ * open, nor changes made on another NFS client; the wait machine (wait.c)
+ * re-checks on a doubling timer for those.
+ */
+#define _GNU_SOURCE
+#include "../internal.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+int cachelock__os_watch(const char *path)
+{
+    const uint32_t mask = IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_ATTRIB | IN_DELETE_SELF |
+                          IN_MOVE_SELF | IN_DONT_FOLLOW;
+    int wfd = cachelock__sys.inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (wfd < 0)
+        return -errno;
+    wfd = cachelock__os_keep_high(wfd);
+    if (wfd < 0)
+        return -errno;
+    if (cachelock__sys.inotify_add_watch(wfd, path, mask) < 0) {
+        int err = -errno;
+        cachelock__os_close(wfd);
+        return err;
+    }
+    return wfd;
+}
+
+void cachelock__os_watch_drain(int wfd)
+{
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    while (cachelock__sys.read(wfd, buf, sizeof buf) > 0)
+        ;
+}
+
+/* poll(2) is never restarted after a signal handler, even one installed with
+ * SA_RESTART (signal(7)), so we decide ourselves: keep waiting if every
+ * caught signal has SA_RESTART, report -EINTR if any handler lacks it.  We
+ * cannot know which signal arrived; in a process that mixes both kinds, an
+ * SA_RESTART signal also ends the wait. */
+static int restart_allowed(void)
+{
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+        if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0)
+            continue;
+        if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN)
+            continue;
+        if (!(sa.sa_flags & SA_RESTART))
+            return 0;
+    }
+    return 1;
+}
+
+int cachelock__os_poll(int fd, int timeout_ms)
+{
+    struct pollfd p = { fd, POLLIN, 0 };
+    if (cachelock__sys.poll(&p, fd >= 0 ? 1 : 0, timeout_ms) < 0) {
+        if (errno == EINTR && !restart_allowed())
+            return -EINTR;
+        /* EINTR to be restarted, or ENOMEM: the caller just steps again. */
+    }
+    return 0;
+}

@@ -1,0 +1,32 @@
+/*
+ * syscalls.c - the table every system call of the library goes through.
+ *
+ * Tests replace entries to inject failures (EINTR, EMFILE, ENOSPC, ...) at
+ * exact points and check that nothing leaks; see tests/test_faults.c.  The
+ * table is hidden from the shared library's users.
+ */
+#define _GNU_SOURCE
+#include "../internal.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int sys_mkdir(const char *path, unsigned mode) { return mkdir(path, (mode_t)mode); }
+static int sys_poll(struct pollfd *fds, unsigned long n, int timeout) { return poll(fds, (nfds_t)n, timeout); }
+static long sys_read(int fd, void *buf, size_t n) { return (long)read(fd, buf, n); }
+
+#define REAL_SYSCALLS { open, openat, close, flock, fstat, fstatat, sys_mkdir, fcntl, \
+                        sys_poll, inotify_init1, inotify_add_watch, sys_read, malloc }
+
+struct cachelock__syscalls cachelock__sys = REAL_SYSCALLS;
+
+void cachelock__syscalls_reset(void)
+{
+    struct cachelock__syscalls real = REAL_SYSCALLS;
+    cachelock__sys = real;
+}

@@ -1,0 +1,216 @@
+/*
+ * wait.c - the wait machine behind timed, try and asynchronous acquires.
+ *
+ *            start
+ *              │
+ *              v
+ *   ┌──────> TRY: non-blocking flock(2) ───granted──> DONE (lock handed out)
+ *   │          │ busy                  └──error────> FAILED (code kept)
+ *   │          v
+ *   │    timeout 0? ──yes──> FAILED -EWOULDBLOCK
+ *   │    deadline passed? ──yes──> FAILED -ETIMEDOUT
+ *   │    no watch yet? ──> add inotify watch, then TRY again at once
+ *   │          │            (a release between the try and the watch would
+ *   │          v             otherwise go unseen)
+ *   │       WAITING: caller polls the watch fd, at most until the re-check
+ *   │          │     timer (1 ms doubling to CACHELOCK_RECHECK_MAX_MS) or
+ *   └──────────┘     the deadline, then steps again
+ *
+ * Nothing ever blocks in the kernel lock call and no thread runs on the
+ * wait's behalf, so cancelling is just freeing: no lock can be granted after
+ * the caller stopped wanting it.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define RECHECK_MIN_US 1000
+
+enum state { RUNNING, DONE, FAILED };
+
+struct cachelock_wait {
+    struct cachelock__attempt a;
+    long timeout_ms;
+    int64_t deadline_us;        /* -1: none */
+    int64_t recheck_us;         /* when the next timer re-check is due */
+    int64_t backoff_us;
+    int wfd;                    /* inotify descriptor, or -1 */
+    int watch_failed;           /* do not try inotify again */
+    struct cachelock__fileid watched;
+    enum state state;
+    int result;
+};
+
+static void wait_init(struct cachelock_wait *w, const struct cachelock__path *path,
+                      const cachelock_options_t *o)
+{
+    memcpy(&w->a.path, path, sizeof *path);
+    w->a.mode = o->mode;
+    w->a.flags = o->flags;
+    cachelock__attempt_init(&w->a);
+    w->timeout_ms = o->timeout_ms;
+    w->deadline_us = o->timeout_ms > 0 ? cachelock__os_now_us() + (int64_t)o->timeout_ms * 1000 : -1;
+    w->recheck_us = 0;
+    w->backoff_us = RECHECK_MIN_US;
+    w->wfd = -1;
+    w->watch_failed = 0;
+    w->state = RUNNING;
+    w->result = -EINPROGRESS;
+}
+
+static void unwatch(struct cachelock_wait *w)
+{
+    if (w->wfd >= 0)
+        cachelock__os_close(w->wfd);
+    w->wfd = -1;
+}
+
+static void wait_fini(struct cachelock_wait *w)
+{
+    unwatch(w);
+    cachelock__attempt_done(&w->a);
+}
+
+static int finish(struct cachelock_wait *w, int rc)
+{
+    w->state = rc == 0 ? DONE : FAILED;
+    w->result = rc;
+    wait_fini(w);
+    return rc;
+}
+
+/* (Re)arm the watch when there is none or the lock file was replaced.
+ * Returns 1 if a new watch was set up. */
+static int rewatch(struct cachelock_wait *w)
+{
+    if (w->watch_failed || w->a.fd < 0)
+        return 0;
+    if (w->wfd >= 0 && w->watched.dev == w->a.id.dev && w->watched.ino == w->a.id.ino)
+        return 0;
+    unwatch(w);
+    int wfd = cachelock__os_watch(w->a.path.buf);
+    if (wfd < 0) {
+        /* Out of inotify instances or watches (per-user limits), or a
+         * filesystem without it: fall back to the re-check timer. */
+        w->watch_failed = 1;
+        return 0;
+    }
+    w->wfd = wfd;
+    w->watched = w->a.id;
+    return 1;
+}
+
+int cachelock_wait_step(cachelock_wait_t *w, cachelock_t **out)
+{
+    int rc;
+    int64_t now;
+
+    if (!out)
+        return cachelock__failf(-EINVAL, "invalid argument: no place to store the lock (out is NULL)");
+    *out = NULL;
+    if (!w)
+        return cachelock__failf(-EINVAL, "invalid argument: wait is NULL");
+    if (w->state == DONE)
+        return cachelock__failf(-EALREADY, "cannot step wait for '%s': lock already acquired",
+                                w->a.path.buf);
+    if (w->state == FAILED)
+        return w->result;
+
+    if (w->wfd >= 0)
+        cachelock__os_watch_drain(w->wfd);
+    for (;;) {
+        rc = cachelock__attempt_try(&w->a, 0, out);
+        if (rc != -EWOULDBLOCK)
+            return finish(w, rc);
+        if (w->timeout_ms == 0)
+            return finish(w, rc);
+        now = cachelock__os_now_us();
+        if (w->deadline_us >= 0 && now >= w->deadline_us)
+            return finish(w, cachelock__failf(-ETIMEDOUT,
+                          "timed out after %ld ms waiting for lock '%s'", w->timeout_ms,
+                          w->a.path.buf));
+        if (!rewatch(w))
+            break;
+    }
+    if (now >= w->recheck_us) {
+        w->recheck_us = now + w->backoff_us;
+        w->backoff_us *= 2;
+        if (w->backoff_us > CACHELOCK_RECHECK_MAX_MS * 1000)
+            w->backoff_us = CACHELOCK_RECHECK_MAX_MS * 1000;
+    }
+    return -EINPROGRESS;
+}
+
+int cachelock_wait_fd(const cachelock_wait_t *w)
+{
+    return w && w->state == RUNNING ? w->wfd : -1;
+}
+
+int cachelock_wait_timeout(const cachelock_wait_t *w)
+{
+    int64_t due, now;
+    if (!w || w->state != RUNNING)
+        return 0;
+    due = w->recheck_us;
+    if (w->deadline_us >= 0 && w->deadline_us < due)
+        due = w->deadline_us;
+    now = cachelock__os_now_us();
+    if (due <= now)
+        return 0;
+    return (int)((due - now + 999) / 1000);
+}
+
+int cachelock_wait_start(const char *cache_dir, const char *source,
+                         const cachelock_options_t *opts, cachelock_wait_t **out)
+{
+    struct cachelock__path path;
+    cachelock_options_t o;
+    cachelock_wait_t *w;
+    int rc;
+
+    if (!out)
+        return cachelock__failf(-EINVAL, "invalid argument: no place to store the wait (out is NULL)");
+    *out = NULL;
+    rc = cachelock__path_build(&path, cache_dir, source);
+    if (rc < 0)
+        return rc;
+    rc = cachelock__options_check(opts, &o);
+    if (rc < 0)
+        return rc;
+    w = cachelock__sys.malloc(sizeof *w);
+    if (!w)
+        return cachelock__fail(-ENOMEM, "allocate a wait for lock file", path.buf);
+    wait_init(w, &path, &o);
+    *out = w;
+    return 0;
+}
+
+void cachelock_wait_free(cachelock_wait_t *w)
+{
+    if (!w)
+        return;
+    wait_fini(w);
+    free(w);
+}
+
+int cachelock__wait_acquire(const struct cachelock__path *path, const cachelock_options_t *o,
+                            cachelock_t **out)
+{
+    struct cachelock_wait w;
+    int rc;
+
+    wait_init(&w, path, o);
+    for (;;) {
+        rc = cachelock_wait_step(&w, out);
+        if (rc != -EINPROGRESS)
+            break;
+        rc = cachelock__os_poll(w.wfd, cachelock_wait_timeout(&w));
+        if (rc < 0) {
+            cachelock__fail(rc, "wait for lock", path->buf);
+            break;
+        }
+    }
+    wait_fini(&w);
+    return rc;
+}

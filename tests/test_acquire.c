@@ -1,0 +1,368 @@
+/* test_acquire.c - exclusion across processes, files on disk, fork. */
+#include "helpers.h"
+
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+static void test_acquire_creates_cache_dir_locks_dir_and_file(void)
+{
+    cachelock_t *lock;
+    struct stat st;
+    umask(022);
+    CHECK_EQ(cachelock_acquire(tpath("new/deep/cache"), "src", &lock), 0);
+    CHECK(stat(tpath("new/deep/cache/.locks"), &st) == 0 && S_ISDIR(st.st_mode));
+    CHECK_EQ(st.st_mode & 07777, 0755);
+    CHECK(stat(tpath("new/deep/cache/.locks/src.lock"), &st) == 0 && S_ISREG(st.st_mode));
+    CHECK_EQ(st.st_mode & 07777, 0644);
+    CHECK_EQ(st.st_size, 0);
+    cachelock_release(lock);
+    /* Lock files stay on disk after release. */
+    CHECK(stat(tpath("new/deep/cache/.locks/src.lock"), &st) == 0);
+}
+
+static void test_modes_are_0666_and_0777_minus_umask(void)
+{
+    cachelock_t *lock;
+    struct stat st;
+    umask(0);
+    CHECK_EQ(cachelock_acquire(tpath("c"), "src", &lock), 0);
+    CHECK(stat(tpath("c/.locks"), &st) == 0);
+    CHECK_EQ(st.st_mode & 07777, 0777);
+    CHECK(stat(tpath("c/.locks/src.lock"), &st) == 0);
+    CHECK_EQ(st.st_mode & 07777, 0666);
+    cachelock_release(lock);
+}
+
+static void test_existing_lock_file_is_not_truncated(void)
+{
+    cachelock_t *lock;
+    struct stat st;
+    int fd;
+    CHECK(mkdir(tpath(".locks"), 0777) == 0);
+    fd = open(tpath(".locks/s.lock"), O_CREAT | O_WRONLY, 0666);
+    CHECK(fd >= 0 && write(fd, "keep me", 7) == 7);
+    close(fd);
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    cachelock_release(lock);
+    CHECK(stat(tpath(".locks/s.lock"), &st) == 0);
+    CHECK_EQ(st.st_size, 7);
+}
+
+static void test_descriptor_has_cloexec_and_is_above_stdio(void)
+{
+    cachelock_t *lock;
+    close(0);   /* the lock file must not become stdin */
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    int fd = cachelock_fd(lock);
+    CHECK(fd > 2);
+    CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    CHECK_EQ(cachelock_mode(lock), CACHELOCK_EXCLUSIVE);
+    cachelock_release(lock);
+}
+
+static void test_exclusive_excludes_exclusive_across_processes(void)
+{
+    struct holder h = holder_spawn(tap_dir, "s", CACHELOCK_EXCLUSIVE);
+    holder_wait_locked(&h);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), -EWOULDBLOCK);
+    CHECK_STR_CONTAINS(cachelock_errmsg(), ".locks/s.lock");
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_SHARED), -EWOULDBLOCK);
+    /* A different source is never blocked. */
+    CHECK_EQ(try_once(tap_dir, "other", CACHELOCK_EXCLUSIVE), 0);
+    holder_release(&h);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), 0);
+    holder_finish(&h);
+}
+
+static void test_shared_locks_coexist_and_exclude_writers(void)
+{
+    struct holder h = holder_spawn(tap_dir, "s", CACHELOCK_SHARED);
+    holder_wait_locked(&h);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_SHARED), 0);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), -EWOULDBLOCK);
+    holder_release(&h);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), 0);
+    holder_finish(&h);
+}
+
+static void test_blocking_acquire_waits_for_release(void)
+{
+    cachelock_t *lock;
+    int rep[2];
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    CHECK(pipe2(rep, O_CLOEXEC) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        cachelock_t *l2;
+        if (cachelock_acquire(tap_dir, "s", &l2) != 0)
+            _exit(3);
+        send_byte(rep[1], 'L');
+        cachelock_release(l2);
+        _exit(0);
+    }
+    close(rep[1]);
+    /* The child is really waiting in the kernel before we let go. */
+    wait_blocked_in_flock(pid);
+    struct pollfd p = { rep[0], POLLIN, 0 };
+    CHECK_EQ(poll(&p, 1, 0), 0);    /* it has not got the lock */
+    cachelock_release(lock);
+    CHECK_EQ(recv_byte(rep[0]), 'L');
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_release_frees_lock_even_if_forked_child_has_copy(void)
+{
+    cachelock_t *lock;
+    int hold[2];
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    CHECK(pipe2(hold, O_CLOEXEC) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char c;
+        close(hold[1]);
+        /* Keep the inherited descriptor open until told to stop. */
+        while (read(hold[0], &c, 1) > 0)
+            ;
+        _exit(0);
+    }
+    close(hold[0]);
+    cachelock_release(lock);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), 0);
+    close(hold[1]);
+    waitpid(pid, NULL, 0);
+}
+
+static void test_child_releasing_inherited_handle_keeps_parent_lock(void)
+{
+    cachelock_t *lock;
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Not this child's lock: releasing only closes its copy. */
+        cachelock_release(lock);
+        /* The child's own acquire is independent of the parent's: busy,
+         * not -EDEADLK. */
+        _exit(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE) == -EWOULDBLOCK ? 0 : 4);
+    }
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+    /* Still held by the parent: a separate process cannot take it. */
+    pid = fork();
+    if (pid == 0)
+        _exit(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE) == -EWOULDBLOCK ? 0 : 5);
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+    cachelock_release(lock);
+}
+
+static void test_symlink_at_lock_path_is_refused_not_followed(void)
+{
+    cachelock_t *lock;
+    struct stat st;
+    CHECK(mkdir(tpath(".locks"), 0777) == 0);
+    CHECK(symlink(tpath("target"), tpath(".locks/s.lock")) == 0);
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), -ELOOP);
+    CHECK(lock == NULL);
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "cannot open lock file '");
+    CHECK_STR_CONTAINS(cachelock_errmsg(), ".locks/s.lock'");
+    CHECK(lstat(tpath("target"), &st) < 0 && errno == ENOENT);
+}
+
+static void test_symlinked_locks_dir_is_refused(void)
+{
+    cachelock_t *lock;
+    CHECK(mkdir(tpath("elsewhere"), 0777) == 0);
+    CHECK(mkdir(tpath("c"), 0777) == 0);
+    CHECK(symlink(tpath("elsewhere"), tpath("c/.locks")) == 0);
+    CHECK_EQ(cachelock_acquire(tpath("c"), "s", &lock), -ELOOP);
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "cannot open lock directory");
+    CHECK_EQ(dir_entries(tpath("elsewhere")), 0);
+}
+
+static void test_symlinked_cache_dir_is_followed(void)
+{
+    cachelock_t *lock;
+    CHECK(mkdir(tpath("real"), 0777) == 0);
+    CHECK(symlink(tpath("real"), tpath("link")) == 0);
+    CHECK_EQ(cachelock_acquire(tpath("link"), "s", &lock), 0);
+    CHECK(access(tpath("real/.locks/s.lock"), F_OK) == 0);
+    /* Same file through either spelling: the same lock. */
+    CHECK_EQ(cachelock_mode(lock), CACHELOCK_EXCLUSIVE);
+    cachelock_release(lock);
+}
+
+static void test_lock_path_that_is_not_a_file_is_refused(void)
+{
+    cachelock_t *lock;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    CHECK(mkdir(tpath(".locks"), 0777) == 0);
+    CHECK(mkdir(tpath(".locks/dir.lock"), 0777) == 0);
+    CHECK_EQ(cachelock_acquire(tap_dir, "dir", &lock), -EISDIR);
+    CHECK(mkfifo(tpath(".locks/fifo.lock"), 0666) == 0);
+    CHECK_EQ(cachelock_acquire(tap_dir, "fifo", &lock), -ENXIO);
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "not a regular file");
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", tpath(".locks/sock.lock"));
+    CHECK(s >= 0 && bind(s, (struct sockaddr *)&sa, sizeof sa) == 0);
+    CHECK_EQ(cachelock_acquire(tap_dir, "sock", &lock), -ENXIO);
+    CHECK(lock == NULL);
+}
+
+static void test_cache_dir_that_is_a_file_gives_enotdir(void)
+{
+    cachelock_t *lock;
+    int fd = open(tpath("file"), O_CREAT | O_WRONLY, 0666);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_EQ(cachelock_acquire(tpath("file"), "s", &lock), -ENOTDIR);
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "/file/.locks'");
+    /* A .locks that is a file. */
+    CHECK(mkdir(tpath("c"), 0777) == 0);
+    fd = open(tpath("c/.locks"), O_CREAT | O_WRONLY, 0666);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_EQ(cachelock_acquire(tpath("c"), "s", &lock), -ENOTDIR);
+}
+
+/* Run fn as an unprivileged user (nobody) when we are root, so permission
+ * checks apply; as a normal user, run it directly. */
+static void as_unprivileged(void (*fn)(void))
+{
+    if (geteuid() != 0) {
+        fn();
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(77);
+        fn();
+        _exit(0);
+    }
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+        SKIP("cannot switch to user nobody");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void lock_read_only_file(void)
+{
+    cachelock_t *lock;
+    CHECK_EQ(cachelock_acquire(tap_dir, "ro", &lock), 0);
+    CHECK((fcntl(cachelock_fd(lock), F_GETFL) & O_ACCMODE) == O_RDONLY);
+    cachelock_release(lock);
+}
+
+static void test_read_only_lock_file_is_still_lockable(void)
+{
+    CHECK(chmod(tap_dir, 0755) == 0);
+    CHECK(mkdir(tpath(".locks"), 0755) == 0);
+    int fd = open(tpath(".locks/ro.lock"), O_CREAT | O_WRONLY, 0444);
+    CHECK(fd >= 0);
+    close(fd);
+    as_unprivileged(lock_read_only_file);
+}
+
+static void create_in_unwritable_dir(void)
+{
+    cachelock_t *lock;
+    CHECK_EQ(cachelock_acquire(tpath("ro"), "s", &lock), -EACCES);
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "cannot create lock directory '");
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "/ro/.locks': Permission denied");
+    CHECK(lock == NULL);
+}
+
+static void test_unwritable_cache_dir_gives_eacces_with_path(void)
+{
+    CHECK(chmod(tap_dir, 0755) == 0);
+    CHECK(mkdir(tpath("ro"), 0555) == 0);
+    as_unprivileged(create_in_unwritable_dir);
+    CHECK_EQ(dir_entries(tpath("ro")), 0);
+}
+
+static void test_identity_check_follows_a_replaced_lock_file(void)
+{
+    cachelock_t *lock;
+    int rep[2];
+    struct stat st;
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    CHECK(pipe2(rep, O_CLOEXEC) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        cachelock_t *l2;
+        if (cachelock_acquire(tap_dir, "s", &l2) != 0)
+            _exit(3);
+        struct stat mine;
+        fstat(cachelock_fd(l2), &mine);
+        if (write(rep[1], &mine.st_ino, sizeof mine.st_ino) != sizeof mine.st_ino)
+            _exit(4);
+        pause();    /* hold it until killed */
+        _exit(0);
+    }
+    close(rep[1]);
+    wait_blocked_in_flock(pid);
+    /* Prune the way cachelock_prune will: unlink while holding, release.
+     * The waiter is granted a lock on the unlinked file and must notice. */
+    CHECK(unlink(tpath(".locks/s.lock")) == 0);
+    cachelock_release(lock);
+    ino_t ino;
+    CHECK(read(rep[0], &ino, sizeof ino) == sizeof ino);
+    CHECK(stat(tpath(".locks/s.lock"), &st) == 0);
+    CHECK_EQ(ino, st.st_ino);
+    /* And the file at the path really is locked. */
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), -EWOULDBLOCK);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), 0);
+}
+
+static void test_killed_holder_frees_the_lock(void)
+{
+    struct holder h = holder_spawn(tap_dir, "s", CACHELOCK_EXCLUSIVE);
+    holder_wait_locked(&h);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), -EWOULDBLOCK);
+    kill(h.pid, SIGKILL);
+    waitpid(h.pid, NULL, 0);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), 0);
+    close(h.to);
+    close(h.from);
+}
+
+static void test_nocreate_flag_creates_nothing(void)
+{
+    cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
+    cachelock_t *lock;
+    o.flags = CACHELOCK_F_NOCREATE;
+    CHECK_EQ(cachelock_acquire_ex(tap_dir, "s", &o, &lock), -ENOENT);
+    CHECK_EQ(dir_entries(tap_dir), 0);
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    cachelock_release(lock);
+    CHECK_EQ(cachelock_acquire_ex(tap_dir, "s", &o, &lock), 0);
+    cachelock_release(lock);
+}
+
+TAP_MAIN(
+    T(test_acquire_creates_cache_dir_locks_dir_and_file),
+    T(test_modes_are_0666_and_0777_minus_umask),
+    T(test_existing_lock_file_is_not_truncated),
+    T(test_descriptor_has_cloexec_and_is_above_stdio),
+    T(test_exclusive_excludes_exclusive_across_processes),
+    T(test_shared_locks_coexist_and_exclude_writers),
+    T(test_blocking_acquire_waits_for_release),
+    T(test_release_frees_lock_even_if_forked_child_has_copy),
+    T(test_child_releasing_inherited_handle_keeps_parent_lock),
+    T(test_symlink_at_lock_path_is_refused_not_followed),
+    T(test_symlinked_locks_dir_is_refused),
+    T(test_symlinked_cache_dir_is_followed),
+    T(test_lock_path_that_is_not_a_file_is_refused),
+    T(test_cache_dir_that_is_a_file_gives_enotdir),
+    T(test_read_only_lock_file_is_still_lockable),
+    T(test_unwritable_cache_dir_gives_eacces_with_path),
+    T(test_identity_check_follows_a_replaced_lock_file),
+    T(test_killed_holder_frees_the_lock),
+    T(test_nocreate_flag_creates_nothing),
+)

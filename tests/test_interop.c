@@ -1,0 +1,151 @@
+/* test_interop.c - we and other flock(2) users exclude each other: util-linux
+ * flock(1) always, Python's filelock when it is installed. */
+#include "helpers.h"
+
+struct peer { pid_t pid; int to, from; };
+
+/* Start argv with its stdin and stdout on pipes. */
+static struct peer peer_spawn(char *const argv[])
+{
+    int in[2], out[2];
+    struct peer p;
+    CHECK(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0);
+    p.pid = fork();
+    CHECK(p.pid >= 0);
+    if (p.pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    p.to = in[1];
+    p.from = out[0];
+    return p;
+}
+
+static void peer_finish(struct peer *p)
+{
+    int status;
+    close(p->to);
+    close(p->from);
+    CHECK(waitpid(p->pid, &status, 0) == p->pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static int have(const char *cmd)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s >/dev/null 2>&1", cmd);
+    return system(buf) == 0;
+}
+
+/* flock(1) takes the lock, says "L", and holds it until its stdin closes. */
+static struct peer flock1_hold(const char *mode)
+{
+    char *argv[] = { "flock", (char *)mode, (char *)tpath(".locks/s.lock"), "sh", "-c",
+                     "echo L; exec cat >/dev/null", NULL };
+    return peer_spawn(argv);
+}
+
+static void test_flock1_holder_blocks_us(void)
+{
+    cachelock_t *lock;
+    if (!have("flock --version"))
+        SKIP("flock(1) from util-linux is not installed");
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);   /* creates the file */
+    cachelock_release(lock);
+    struct peer p = flock1_hold("-x");
+    CHECK_EQ(recv_byte(p.from), 'L');
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), -EWOULDBLOCK);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_SHARED), -EWOULDBLOCK);
+    peer_finish(&p);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), 0);
+}
+
+static void test_flock1_shared_coexists_with_our_shared(void)
+{
+    cachelock_t *lock;
+    if (!have("flock --version"))
+        SKIP("flock(1) from util-linux is not installed");
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    cachelock_release(lock);
+    struct peer p = flock1_hold("-s");
+    CHECK_EQ(recv_byte(p.from), 'L');
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_SHARED), 0);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), -EWOULDBLOCK);
+    peer_finish(&p);
+}
+
+static void test_our_lock_blocks_flock1(void)
+{
+    cachelock_t *lock;
+    char cmd[600];
+    if (!have("flock --version"))
+        SKIP("flock(1) from util-linux is not installed");
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    snprintf(cmd, sizeof cmd, "flock -n '%s' true", tpath(".locks/s.lock"));
+    CHECK_EQ(WEXITSTATUS(system(cmd)), 1);
+    snprintf(cmd, sizeof cmd, "flock -n -s '%s' true", tpath(".locks/s.lock"));
+    CHECK_EQ(WEXITSTATUS(system(cmd)), 1);
+    cachelock_release(lock);
+    snprintf(cmd, sizeof cmd, "flock -n '%s' true", tpath(".locks/s.lock"));
+    CHECK_EQ(WEXITSTATUS(system(cmd)), 0);
+}
+
+static void test_flock1_waiter_gets_lock_after_our_release(void)
+{
+    cachelock_t *lock;
+    if (!have("flock --version"))
+        SKIP("flock(1) from util-linux is not installed");
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    struct peer p = flock1_hold("-x");
+    wait_blocked_in_flock(p.pid);
+    cachelock_release(lock);
+    CHECK_EQ(recv_byte(p.from), 'L');
+    peer_finish(&p);
+}
+
+/* Debian's python3-filelock is for the system interpreter. */
+#define PYTHON "/usr/bin/python3"
+
+static void test_python_filelock_excludes_us_both_ways(void)
+{
+    cachelock_t *lock;
+    if (!have(PYTHON " -c 'import filelock'"))
+        SKIP("python3-filelock is not installed (apt-get install python3-filelock)");
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    cachelock_release(lock);
+    char script[800];
+    snprintf(script, sizeof script,
+             "import filelock, sys\n"
+             "l = filelock.FileLock('%s')\n"
+             "l.acquire()\n"
+             "print('L', flush=True)\n"
+             "sys.stdin.read()\n"
+             "l.release()\n", tpath(".locks/s.lock"));
+    char *argv[] = { PYTHON, "-c", script, NULL };
+    struct peer p = peer_spawn(argv);
+    CHECK_EQ(recv_byte(p.from), 'L');
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), -EWOULDBLOCK);
+    peer_finish(&p);
+
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    char cmd[900];
+    snprintf(cmd, sizeof cmd,
+             PYTHON " -c \"import filelock,sys\n"
+             "try:\n filelock.FileLock('%s', timeout=0).acquire(); sys.exit(0)\n"
+             "except filelock.Timeout:\n sys.exit(1)\"", tpath(".locks/s.lock"));
+    CHECK_EQ(WEXITSTATUS(system(cmd)), 1);
+    cachelock_release(lock);
+    CHECK_EQ(WEXITSTATUS(system(cmd)), 0);
+}
+
+TAP_MAIN(
+    T(test_flock1_holder_blocks_us),
+    T(test_flock1_shared_coexists_with_our_shared),
+    T(test_our_lock_blocks_flock1),
+    T(test_flock1_waiter_gets_lock_after_our_release),
+    T(test_python_filelock_excludes_us_both_ways, 20),
+)

@@ -1,0 +1,180 @@
+/* test_names.c - which source names are accepted and where they map. */
+#include "helpers.h"
+
+static void test_valid_names_map_to_dot_locks_name_dot_lock(void)
+{
+    static const char *const names[] = {
+        "registry", "official-1.2_x", "a b", ".hidden", "-dash", "ünïcödé", "日本語",
+        "x.lock", "con1", "COMX", "nulx", "lpt", "a..b", "~user", "emoji-\xf0\x9f\x98\x80",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char buf[1024], want[1024];
+        int n = cachelock_path(tap_dir, names[i], buf, sizeof buf);
+        snprintf(want, sizeof want, "%s/.locks/%s.lock", tap_dir, names[i]);
+        CHECK_EQ(n, (long long)strlen(want));
+        CHECK(strcmp(buf, want) == 0);
+        CHECK_EQ(cachelock_check_name(names[i]), 0);
+
+        cachelock_t *lock;
+        CHECK_EQ(cachelock_acquire(tap_dir, names[i], &lock), 0);
+        struct stat a, b;
+        CHECK(fstat(cachelock_fd(lock), &a) == 0 && stat(want, &b) == 0);
+        CHECK(a.st_ino == b.st_ino);
+        cachelock_release(lock);
+    }
+}
+
+struct bad { const char *name; int code; const char *why; };
+
+static void test_bad_names_are_refused_and_create_nothing(void)
+{
+    static const struct bad bad[] = {
+        { "", -EINVAL, "is empty" },
+        { ".", -EINVAL, "relative directory" },
+        { "..", -EINVAL, "relative directory" },
+        { "a/b", -EINVAL, "path separator" },
+        { "/etc/passwd", -EINVAL, "path separator" },
+        { "../escape", -EINVAL, "path separator" },
+        { "a\\b", -EINVAL, "path separator" },
+        { "..\\..\\x", -EINVAL, "path separator" },
+        { "new\nline", -EINVAL, "control character" },
+        { "tab\t", -EINVAL, "control character" },
+        { "del\x7f", -EINVAL, "control character" },
+        { "esc\x1b[0m", -EINVAL, "control character" },
+        { "c:drive", -EINVAL, "not portable" },
+        { "wild*", -EINVAL, "not portable" },
+        { "what?", -EINVAL, "not portable" },
+        { "pipe|", -EINVAL, "not portable" },
+        { "<angle>", -EINVAL, "not portable" },
+        { "quote\"", -EINVAL, "not portable" },
+        { "trailing.", -EINVAL, "dot or a space" },
+        { "trailing ", -EINVAL, "dot or a space" },
+        { "con", -EINVAL, "reserved device" },
+        { "NUL", -EINVAL, "reserved device" },
+        { "aux.txt", -EINVAL, "reserved device" },
+        { "Com1", -EINVAL, "reserved device" },
+        { "lpt9.x", -EINVAL, "reserved device" },
+        { "\xff", -EINVAL, "UTF-8" },
+        { "\xc0\xaf", -EINVAL, "UTF-8" },           /* overlong '/' */
+        { "\xed\xa0\x80", -EINVAL, "UTF-8" },       /* a surrogate */
+        { "\xf4\x90\x80\x80", -EINVAL, "UTF-8" },   /* above U+10FFFF */
+        { "\xe6\x97", -EINVAL, "UTF-8" },           /* truncated */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cachelock_t *lock = (cachelock_t *)&lock;
+        char buf[512];
+        CHECK_EQ(cachelock_check_name(bad[i].name), bad[i].code);
+        CHECK_STR_CONTAINS(cachelock_errmsg(), bad[i].why);
+        CHECK_STR_CONTAINS(cachelock_errmsg(), "invalid source name");
+        CHECK_EQ(cachelock_acquire(tap_dir, bad[i].name, &lock), bad[i].code);
+        CHECK(lock == NULL);
+        CHECK_EQ(cachelock_path(tap_dir, bad[i].name, buf, sizeof buf), bad[i].code);
+    }
+    /* Nothing at all was created, not even .locks. */
+    CHECK_EQ(dir_entries(tap_dir), 0);
+}
+
+static void test_name_length_limit_is_250_bytes(void)
+{
+    char name[300];
+    cachelock_t *lock;
+    memset(name, 'n', sizeof name);
+    name[CACHELOCK_NAME_MAX] = '\0';
+    CHECK_EQ(cachelock_acquire(tap_dir, name, &lock), 0);
+    cachelock_release(lock);
+    name[CACHELOCK_NAME_MAX] = 'n';
+    name[CACHELOCK_NAME_MAX + 1] = '\0';
+    lock = (cachelock_t *)&lock;
+    CHECK_EQ(cachelock_acquire(tap_dir, name, &lock), -ENAMETOOLONG);
+    CHECK(lock == NULL);
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "longer than 250 bytes");
+}
+
+static void test_overlong_cache_dir_gives_enametoolong(void)
+{
+    static char dir[PATH_MAX + 100];
+    cachelock_t *lock;
+    memset(dir, 'd', sizeof dir - 1);
+    dir[0] = '/';
+    dir[sizeof dir - 1] = '\0';
+    CHECK_EQ(cachelock_acquire(dir, "x", &lock), -ENAMETOOLONG);
+    CHECK(lock == NULL);
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "File name too long");
+}
+
+static void test_null_and_empty_arguments_give_einval(void)
+{
+    cachelock_t *lock = (cachelock_t *)&lock;
+    char buf[64];
+    CHECK_EQ(cachelock_acquire(NULL, "x", &lock), -EINVAL);
+    CHECK(lock == NULL);
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "cache directory");
+    CHECK_EQ(cachelock_acquire("", "x", &lock), -EINVAL);
+    CHECK_EQ(cachelock_acquire(tap_dir, NULL, &lock), -EINVAL);
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "source name");
+    CHECK_EQ(cachelock_acquire(tap_dir, "x", NULL), -EINVAL);
+    CHECK_EQ(cachelock_try_acquire(NULL, "x", &lock), -EINVAL);
+    CHECK_EQ(cachelock_check_name(NULL), -EINVAL);
+    CHECK_EQ(cachelock_path(tap_dir, "x", NULL, 0), -ERANGE);
+    CHECK_EQ(cachelock_path(tap_dir, "x", buf, 4), -ERANGE);
+    CHECK_EQ(cachelock_fd(NULL), -EINVAL);
+    CHECK_EQ(cachelock_mode(NULL), -EINVAL);
+    cachelock_release(NULL);
+    CHECK_EQ(dir_entries(tap_dir), 0);
+}
+
+static void test_trailing_slashes_of_cache_dir_are_ignored(void)
+{
+    char a[512], b[512], dir[512];
+    snprintf(dir, sizeof dir, "%s///", tap_dir);
+    CHECK(cachelock_path(tap_dir, "s", a, sizeof a) > 0);
+    CHECK(cachelock_path(dir, "s", b, sizeof b) > 0);
+    CHECK(strcmp(a, b) == 0);
+    CHECK(cachelock_path("/", "s", a, sizeof a) > 0);
+    CHECK(strcmp(a, "/.locks/s.lock") == 0);
+}
+
+static void test_bad_options_are_refused(void)
+{
+    cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
+    cachelock_t *lock;
+    o.mode = (cachelock_mode_t)7;
+    CHECK_EQ(cachelock_acquire_ex(tap_dir, "x", &o, &lock), -EINVAL);
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "unknown mode");
+    o = (cachelock_options_t)CACHELOCK_OPTIONS_INIT;
+    o.timeout_ms = -2;
+    CHECK_EQ(cachelock_acquire_ex(tap_dir, "x", &o, &lock), -EINVAL);
+    o = (cachelock_options_t)CACHELOCK_OPTIONS_INIT;
+    o.flags = 0x80;
+    CHECK_EQ(cachelock_acquire_ex(tap_dir, "x", &o, &lock), -EINVAL);
+    o = (cachelock_options_t)CACHELOCK_OPTIONS_INIT;
+    o.version = 99;
+    CHECK_EQ(cachelock_acquire_ex(tap_dir, "x", &o, &lock), -EINVAL);
+    CHECK(lock == NULL);
+    CHECK_EQ(dir_entries(tap_dir), 0);
+    /* All zeroes is valid: version 1, exclusive, try once. */
+    memset(&o, 0, sizeof o);
+    CHECK_EQ(cachelock_acquire_ex(tap_dir, "x", &o, &lock), 0);
+    cachelock_release(lock);
+}
+
+static void test_strerror_covers_outcomes(void)
+{
+    CHECK_STR_CONTAINS(cachelock_strerror(-EWOULDBLOCK), "busy");
+    CHECK_STR_CONTAINS(cachelock_strerror(-ETIMEDOUT), "Timed out");
+    CHECK_STR_CONTAINS(cachelock_strerror(-EDEADLK), "deadlock");
+    CHECK_STR_CONTAINS(cachelock_strerror(EACCES), "Permission denied");
+    CHECK(cachelock_strerror(-123456) != NULL);
+    CHECK(strcmp(cachelock_version(), CACHELOCK_VERSION_STRING) == 0);
+}
+
+TAP_MAIN(
+    T(test_valid_names_map_to_dot_locks_name_dot_lock),
+    T(test_bad_names_are_refused_and_create_nothing),
+    T(test_name_length_limit_is_250_bytes),
+    T(test_overlong_cache_dir_gives_enametoolong),
+    T(test_null_and_empty_arguments_give_einval),
+    T(test_trailing_slashes_of_cache_dir_are_ignored),
+    T(test_bad_options_are_refused),
+    T(test_strerror_covers_outcomes),
+)

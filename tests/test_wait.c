@@ -1,0 +1,314 @@
+/* test_wait.c - try, timed and asynchronous waits; signals; cancellation. */
+#include "helpers.h"
+
+#include <sys/file.h>
+
+static int timed(const char *source, long ms, cachelock_t **out)
+{
+    cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
+    o.timeout_ms = ms;
+    return cachelock_acquire_ex(tap_dir, source, &o, out);
+}
+
+static void test_try_on_busy_lock_returns_ewouldblock(void)
+{
+    struct holder h = holder_spawn(tap_dir, "s", CACHELOCK_EXCLUSIVE);
+    cachelock_t *lock = (cachelock_t *)&lock;
+    holder_wait_locked(&h);
+    CHECK_EQ(cachelock_try_acquire(tap_dir, "s", &lock), -EWOULDBLOCK);
+    CHECK(lock == NULL);
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "held by another owner");
+    holder_release(&h);
+    holder_finish(&h);
+}
+
+static void test_timeout_expires_no_earlier_and_within_50ms(void)
+{
+    struct holder h = holder_spawn(tap_dir, "s", CACHELOCK_EXCLUSIVE);
+    cachelock_t *lock;
+    int64_t best = INT64_MAX;
+    holder_wait_locked(&h);
+    /* The best of three, so that one scheduling hiccup on a loaded
+     * machine is not mistaken for a late timeout. */
+    for (int i = 0; i < 3; i++) {
+        int64_t t0 = now_us();
+        CHECK_EQ(timed("s", 200, &lock), -ETIMEDOUT);
+        int64_t took = now_us() - t0;
+        CHECK(took >= 200000);
+        if (took < best)
+            best = took;
+    }
+    CHECK(lock == NULL);
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "timed out after 200 ms");
+    tap_diag("timeout overshoot: %lld us", (long long)(best - 200000));
+    CHECK(best - 200000 <= 50000);
+    holder_release(&h);
+    holder_finish(&h);
+}
+
+static void test_async_wait_gets_lock_when_holder_releases(void)
+{
+    struct holder h = holder_spawn(tap_dir, "s", CACHELOCK_EXCLUSIVE);
+    cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
+    cachelock_wait_t *w;
+    cachelock_t *lock = NULL;
+    int rc;
+    holder_wait_locked(&h);
+    CHECK_EQ(cachelock_wait_start(tap_dir, "s", &o, &w), 0);
+    CHECK_EQ(cachelock_wait_step(w, &lock), -EINPROGRESS);
+    CHECK(cachelock_wait_fd(w) > 2);   /* an inotify descriptor to poll */
+    CHECK(cachelock_wait_timeout(w) <= CACHELOCK_RECHECK_MAX_MS);
+    holder_release(&h);
+    while ((rc = cachelock_wait_step(w, &lock)) == -EINPROGRESS) {
+        struct pollfd p = { cachelock_wait_fd(w), POLLIN, 0 };
+        poll(&p, p.fd >= 0, cachelock_wait_timeout(w));
+    }
+    CHECK_EQ(rc, 0);
+    CHECK(lock != NULL);
+    CHECK_EQ(cachelock_wait_step(w, &lock), -EALREADY);
+    CHECK(lock == NULL);
+    cachelock_wait_free(w);
+    /* We hold it now. */
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE) == -EWOULDBLOCK ? 0 : 1);
+    int status;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    holder_finish(&h);
+}
+
+static void test_async_wait_sees_unlock_without_close(void)
+{
+    /* A holder that flock(LOCK_UN)s and keeps the file open produces no
+     * inotify event: the re-check timer must still find the lock free. */
+    int fd, rc;
+    cachelock_t *lock;
+    cachelock_wait_t *w;
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    cachelock_release(lock);
+    fd = open(tpath(".locks/s.lock"), O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0 && flock(fd, LOCK_EX) == 0);
+    CHECK_EQ(cachelock_wait_start(tap_dir, "s", NULL, &w), 0);
+    CHECK_EQ(cachelock_wait_step(w, &lock), -EINPROGRESS);
+    CHECK(flock(fd, LOCK_UN) == 0);
+    while ((rc = cachelock_wait_step(w, &lock)) == -EINPROGRESS) {
+        struct pollfd p = { cachelock_wait_fd(w), POLLIN, 0 };
+        poll(&p, p.fd >= 0, cachelock_wait_timeout(w));
+    }
+    CHECK_EQ(rc, 0);
+    cachelock_release(lock);
+    cachelock_wait_free(w);
+    close(fd);
+}
+
+static void test_cancelled_wait_leaves_nothing_behind(void)
+{
+    struct holder h = holder_spawn(tap_dir, "s", CACHELOCK_EXCLUSIVE);
+    cachelock_wait_t *w;
+    cachelock_t *lock;
+    holder_wait_locked(&h);
+    int fds = count_fds();
+    CHECK_EQ(cachelock_wait_start(tap_dir, "s", NULL, &w), 0);
+    CHECK_EQ(cachelock_wait_step(w, &lock), -EINPROGRESS);
+    CHECK(count_fds() > fds);
+    cachelock_wait_free(w);
+    CHECK_EQ(count_fds(), fds);
+    cachelock_wait_free(NULL);
+    /* After the holder lets go, nobody holds it: no late grant. */
+    holder_release(&h);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), 0);
+    holder_finish(&h);
+}
+
+static void test_thousand_timeouts_leave_no_descriptors(void)
+{
+    struct holder h = holder_spawn(tap_dir, "s", CACHELOCK_EXCLUSIVE);
+    cachelock_t *lock;
+    holder_wait_locked(&h);
+    int fds = count_fds();
+    for (int i = 0; i < 1000; i++)
+        CHECK_EQ(timed("s", 1, &lock), -ETIMEDOUT);
+    CHECK_EQ(count_fds(), fds);
+    holder_release(&h);
+    holder_finish(&h);
+}
+
+static volatile sig_atomic_t got_signal;
+static void on_signal(int sig) { (void)sig; got_signal = 1; }
+
+static void install(int sig, int flags)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = flags;
+    sigemptyset(&sa.sa_mask);
+    CHECK(sigaction(sig, &sa, NULL) == 0);
+}
+
+/* Has pid an inotify descriptor open?  That is how a timed wait of this
+ * library waits, so it is the observable sign that it is waiting. */
+static int has_inotify(pid_t pid)
+{
+    char dir[64], link[PATH_MAX], target[128];
+    struct dirent *e;
+    int found = 0;
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    while ((e = readdir(d))) {
+        snprintf(link, sizeof link, "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n > 0) {
+            target[n] = '\0';
+            if (strstr(target, "inotify"))
+                found = 1;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* A child waits (blocking or timed) under a handler with the given flags;
+ * we signal it once it is waiting and report how the wait ended. */
+static int wait_with_signal(long timeout_ms, int flags, struct holder *h)
+{
+    int rep[2];
+    CHECK(pipe2(rep, O_CLOEXEC) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        cachelock_t *lock;
+        install(SIGUSR1, flags);
+        int rc = timed("s", timeout_ms, &lock);
+        if (write(rep[1], &rc, sizeof rc) != sizeof rc)
+            _exit(1);
+        _exit(got_signal ? 0 : 2);
+    }
+    close(rep[1]);
+    if (timeout_ms < 0)
+        wait_blocked_in_flock(pid);
+    else
+        while (!has_inotify(pid))
+            usleep(1000);
+    kill(pid, SIGUSR1);
+    /* With SA_RESTART the child keeps waiting; let it have the lock. */
+    struct pollfd p = { rep[0], POLLIN, 0 };
+    if (poll(&p, 1, 300) == 0)
+        holder_release(h);
+    int rc = 1;
+    CHECK(read(rep[0], &rc, sizeof rc) == sizeof rc);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(rep[0]);
+    return rc;
+}
+
+static void test_signal_without_sa_restart_interrupts_blocking_wait(void)
+{
+    struct holder h = holder_spawn(tap_dir, "s", CACHELOCK_EXCLUSIVE);
+    holder_wait_locked(&h);
+    CHECK_EQ(wait_with_signal(-1, 0, &h), -EINTR);
+    holder_finish(&h);
+}
+
+static void test_signal_with_sa_restart_keeps_blocking_wait(void)
+{
+    struct holder h = holder_spawn(tap_dir, "s", CACHELOCK_EXCLUSIVE);
+    holder_wait_locked(&h);
+    CHECK_EQ(wait_with_signal(-1, SA_RESTART, &h), 0);
+    holder_finish(&h);
+}
+
+static void test_signal_without_sa_restart_interrupts_timed_wait(void)
+{
+    struct holder h = holder_spawn(tap_dir, "s", CACHELOCK_EXCLUSIVE);
+    holder_wait_locked(&h);
+    CHECK_EQ(wait_with_signal(30000, 0, &h), -EINTR);
+    holder_finish(&h);
+}
+
+static void test_signal_with_sa_restart_keeps_timed_wait(void)
+{
+    struct holder h = holder_spawn(tap_dir, "s", CACHELOCK_EXCLUSIVE);
+    holder_wait_locked(&h);
+    CHECK_EQ(wait_with_signal(30000, SA_RESTART, &h), 0);
+    holder_finish(&h);
+}
+
+static void test_timed_wait_works_with_all_signals_blocked(void)
+{
+    struct holder h = holder_spawn(tap_dir, "s", CACHELOCK_EXCLUSIVE);
+    sigset_t all;
+    cachelock_t *lock;
+    holder_wait_locked(&h);
+    sigfillset(&all);
+    CHECK(sigprocmask(SIG_BLOCK, &all, NULL) == 0);
+    CHECK_EQ(timed("s", 50, &lock), -ETIMEDOUT);
+    holder_release(&h);
+    CHECK_EQ(timed("s", 5000, &lock), 0);
+    cachelock_release(lock);
+    holder_finish(&h);
+}
+
+static void test_library_installs_no_signal_handlers(void)
+{
+    cachelock_t *lock;
+    CHECK_EQ(timed("s", 10, &lock), 0);
+    cachelock_release(lock);
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+        if (sigaction(sig, NULL, &sa) == 0)
+            CHECK(sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN);
+    }
+}
+
+static void test_timed_wait_survives_lock_file_replacement(void)
+{
+    /* The holder prunes (unlinks while holding) and releases; the timed
+     * waiter must end up holding the lock on the file at the path. */
+    cachelock_t *lock, *mine;
+    cachelock_wait_t *w;
+    struct stat a, b;
+    int rc;
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
+        o.timeout_ms = 5000;
+        if (cachelock_wait_start(tap_dir, "s", &o, &w) != 0)
+            _exit(1);
+        while ((rc = cachelock_wait_step(w, &mine)) == -EINPROGRESS) {
+            struct pollfd p = { cachelock_wait_fd(w), POLLIN, 0 };
+            poll(&p, p.fd >= 0, cachelock_wait_timeout(w));
+        }
+        if (rc != 0 || fstat(cachelock_fd(mine), &a) != 0 ||
+            stat(tpath(".locks/s.lock"), &b) != 0 || a.st_ino != b.st_ino)
+            _exit(2);
+        _exit(0);
+    }
+    while (!has_inotify(pid))
+        usleep(1000);
+    CHECK(unlink(tpath(".locks/s.lock")) == 0);
+    cachelock_release(lock);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+}
+
+TAP_MAIN(
+    T(test_try_on_busy_lock_returns_ewouldblock),
+    T(test_timeout_expires_no_earlier_and_within_50ms),
+    T(test_async_wait_gets_lock_when_holder_releases),
+    T(test_async_wait_sees_unlock_without_close),
+    T(test_cancelled_wait_leaves_nothing_behind),
+    T(test_thousand_timeouts_leave_no_descriptors, 30),
+    T(test_signal_without_sa_restart_interrupts_blocking_wait),
+    T(test_signal_with_sa_restart_keeps_blocking_wait),
+    T(test_signal_without_sa_restart_interrupts_timed_wait),
+    T(test_signal_with_sa_restart_keeps_timed_wait),
+    T(test_timed_wait_works_with_all_signals_blocked),
+    T(test_library_installs_no_signal_handlers),
+    T(test_timed_wait_survives_lock_file_replacement),
+)
