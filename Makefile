@@ -25,8 +25,11 @@ OPT       ?= -O2 -g
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
              -Wpointer-arith -Wformat=2 -Wno-format-nonliteral
 CSTD      := -std=c11 -D_POSIX_C_SOURCE=200809L
+NOUNDEF   := -Wl,--no-undefined
 ifneq ($(SANITIZE),)
 SANFLAGS  := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+# The sanitizer runtime is linked into programs, not into the library.
+NOUNDEF   :=
 endif
 ALLCFLAGS  = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -pthread -Iinclude $(CFLAGS)
 LIBCFLAGS  = $(ALLCFLAGS) -fPIC -fvisibility=hidden
@@ -52,7 +55,7 @@ BENCHES  := $(BUILD)/bench/bench_handoff
 
 .PHONY: all check demo install uninstall bench clean
 
-all: $(STATIC) $(SHARED) $(CLI) $(EXAMPLES) $(BUILD)/cachelock.pc
+all: $(STATIC) $(SHARED) $(CLI) $(EXAMPLES)
 
 $(BUILD)/%.o: %.c $(HDRS)
 	@mkdir -p $(@D)
@@ -63,7 +66,7 @@ $(STATIC): $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(SHARED): $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(ALLLDFLAGS) -o $@ $^
+	$(CC) -shared -Wl,-soname,$(SONAME) $(NOUNDEF) $(ALLLDFLAGS) -o $@ $^
 	ln -sf libcachelock.so.$(VERSION) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $(BUILD)/libcachelock.so
 
@@ -86,14 +89,10 @@ $(BUILD)/bench/%: bench/%.c $(STATIC) include/cachelock.h
 	@mkdir -p $(@D)
 	$(CC) $(ALLCFLAGS) -o $@ $< $(STATIC) $(ALLLDFLAGS)
 
-$(BUILD)/cachelock.pc: cachelock.pc.in Makefile
-	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
-
 # The suite: C unit tests and tNNNN-*.sh CLI tests, all TAP, all through prove.
 check: all $(TESTS)
-	BUILD=$(abspath $(BUILD)) prove -f --timer $(TESTS) tests/t[0-9]*.sh
+	BUILD=$(abspath $(BUILD)) CC="$(CC)" SANITIZE="$(SANITIZE)" \
+	    prove -f --timer $(TESTS) tests/t[0-9]*.sh
 
 demo: $(CLI) $(BUILD)/examples/take_turns
 	BUILD=$(abspath $(BUILD)) sh examples/demo.sh
@@ -109,7 +108,9 @@ install: all
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf libcachelock.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libcachelock.so
-	install -m 644 $(BUILD)/cachelock.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    cachelock.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/cachelock.pc
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
 	install -m 644 man/cachelock.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/cachelock.3 $(DESTDIR)$(MANDIR)/man3/

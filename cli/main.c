@@ -1,1 +1,58 @@
-int cli_dummy_main;
+/*
+ * main.c - the cachelock command: subcommand dispatch, --help, --version.
+ * Built only on the public API, like any program using the library.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "cli.h"
+#include "cachelock.h"
+
+#include <string.h>
+
+static const char usage[] =
+    "Usage: cachelock COMMAND [options] [args]\n"
+    "\n"
+    "Per-source locks for a shared cache directory: {CACHE_DIR}/.locks/{SOURCE}.lock,\n"
+    "flock(2) locks compatible with flock(1) and the ccpm/agpm CacheLock.\n"
+    "\n"
+    "Commands:\n"
+    "  run [options] CACHE_DIR SOURCE [--] COMMAND [ARG...]\n"
+    "                      take the lock, run COMMAND, release it when COMMAND exits\n"
+    "  status [--json] [CACHE_DIR] [SOURCE...]\n"
+    "                      show which sources are free, shared or exclusive, and who\n"
+    "                      holds or waits for them\n"
+    "  path [CACHE_DIR] SOURCE\n"
+    "                      check a source name and print its lock file path\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help          show this help ('cachelock COMMAND --help' for a command)\n"
+    "  -V, --version       show the version\n"
+    "\n"
+    "Environment:\n"
+    "  " ENV_DIR "       the cache directory when CACHE_DIR is not given\n"
+    "  " ENV_TIMEOUT "   default timeout of 'run', in seconds\n"
+    "\n"
+    "See cachelock(1) for exit statuses and examples.\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return cli_usage_error(NULL, "missing command");
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return cli_close_stdout();
+    }
+    if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("cachelock %s\n", cachelock_version());
+        return cli_close_stdout();
+    }
+    if (strcmp(cmd, "run") == 0)
+        return cli_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "status") == 0)
+        return cli_status(argc - 1, argv + 1);
+    if (strcmp(cmd, "path") == 0)
+        return cli_path(argc - 1, argv + 1);
+    if (cmd[0] == '-')
+        return cli_usage_error(NULL, "unrecognized option '%s'", cmd);
+    return cli_usage_error(NULL, "unknown command '%s'", cmd);
+}

@@ -303,14 +303,15 @@ CACHELOCK_EXTERN int cachelock_mode(const cachelock_t *lock);
  *   cachelock_wait_t *w;
  *   cachelock_t *lock = NULL;
  *   int rc = cachelock_wait_start(dir, "registry", &opts, &w);
- *   while (rc == 0) {
- *       rc = cachelock_wait_step(w, &lock);   // never blocks
- *       if (rc != -EINPROGRESS)
- *           break;                            // 0: locked; else final error
- *       struct pollfd p = { cachelock_wait_fd(w), POLLIN, 0 };
- *       poll(&p, p.fd >= 0, cachelock_wait_timeout(w));
+ *   if (rc == 0) {
+ *       // A step never blocks: 0 locked, -EINPROGRESS not yet, else final.
+ *       while ((rc = cachelock_wait_step(w, &lock)) == -EINPROGRESS) {
+ *           struct pollfd p = { cachelock_wait_fd(w), POLLIN, 0 };
+ *           poll(&p, p.fd >= 0 ? 1 : 0, cachelock_wait_timeout(w));
+ *       }
  *   }
  *   cachelock_wait_free(w);                  // cancels if still waiting
+ *   if (rc != 0) ... cachelock_errmsg() says why ...
  *
  * Nothing blocks and nothing runs in the background: between steps the wait
  * is only an open lock file and an inotify descriptor.  Freeing a wait at

@@ -51,12 +51,20 @@ void cachelock__os_watch_drain(int wfd)
  * SA_RESTART (signal(7)), so we decide ourselves: keep waiting if every
  * caught signal has SA_RESTART, report -EINTR if any handler lacks it.  We
  * cannot know which signal arrived; in a process that mixes both kinds, an
- * SA_RESTART signal also ends the wait. */
+ * SA_RESTART signal also ends the wait.  Handlers of the synchronous fault
+ * signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS; sanitizers and
+ * language runtimes install them) do not count: those signals are raised by
+ * the faulting instruction itself, never while we sleep in poll(2). */
 static int restart_allowed(void)
 {
     for (int sig = 1; sig < NSIG; sig++) {
         struct sigaction sa;
-        if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0)
+        switch (sig) {
+        case SIGKILL: case SIGSTOP:
+        case SIGSEGV: case SIGBUS: case SIGFPE: case SIGILL: case SIGTRAP: case SIGSYS:
+            continue;
+        }
+        if (sigaction(sig, NULL, &sa) < 0)
             continue;
         if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN)
             continue;
