@@ -80,6 +80,8 @@ struct cachelock {
  * in a conflicting mode itself. */
 int cachelock__registry_check(const struct cachelock__fileid *id, cachelock_mode_t mode);
 void cachelock__registry_add(struct cachelock *lock);
+/* Bumped in every child after fork(2): who was forked from whom. */
+unsigned cachelock__fork_generation(void);
 /* Remove lock; returns 1 if it was taken in this process (same fork
  * generation), 0 if it was inherited from a parent across fork(2). */
 int cachelock__registry_remove(struct cachelock *lock);
@@ -132,11 +134,21 @@ int cachelock__os_list(const char *dir, int (*fn)(const char *name, void *ctx), 
 int64_t cachelock__os_now_us(void);
 
 /* Change notification for waits: a pollable descriptor that becomes
- * readable when the lock file at path is closed, removed or renamed.
- * Returns the descriptor or a negative code (then waits rely on the timer). */
-int cachelock__os_watch(const char *path);
-/* Empty a watch descriptor's queue after it polled readable. */
-void cachelock__os_watch_drain(int wfd);
+ * readable when the lock file at path is closed, removed or renamed. */
+struct cachelock__watch {
+    int fd;     /* the inotify instance, or -1 */
+    int wd;     /* the watch inside it */
+};
+/* Returns 0, or a negative code (then waits rely on the timer). */
+int cachelock__os_watch(const char *path, struct cachelock__watch *w);
+/* Empty a watch descriptor's queue; returns the bytes of events read. */
+long cachelock__os_watch_drain(int wfd);
+/* Remove the watch and keep the instance for the next wait; w->fd = -1. */
+void cachelock__os_unwatch(struct cachelock__watch *w);
+/* fork(2) hooks of the instance pool, called by registry.c's handlers. */
+void cachelock__os_notify_prefork(void);
+void cachelock__os_notify_postfork(void);
+
 /* Sleep in poll(2) on fd (may be -1) for at most timeout_ms.  Returns 0, or
  * -EINTR when a signal handler without SA_RESTART may have run. */
 int cachelock__os_poll(int fd, int timeout_ms);
@@ -176,6 +188,7 @@ struct cachelock__syscalls {
     int (*poll)(struct pollfd *fds, unsigned long n, int timeout);
     int (*inotify_init1)(int flags);
     int (*inotify_add_watch)(int fd, const char *path, uint32_t mask);
+    int (*inotify_rm_watch)(int fd, int wd);
     long (*read)(int fd, void *buf, size_t n);
     void *(*malloc)(size_t n);
 };

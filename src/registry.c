@@ -29,17 +29,34 @@ static size_t nbuckets;     /* a power of two, or 0 before the first add */
 static size_t count;
 static unsigned generation;
 
-static void before_fork(void) { pthread_mutex_lock(&mutex); }
-static void after_fork_parent(void) { pthread_mutex_unlock(&mutex); }
+static void before_fork(void)
+{
+    pthread_mutex_lock(&mutex);
+    cachelock__os_notify_prefork();
+}
+
+static void after_fork_parent(void)
+{
+    cachelock__os_notify_postfork();
+    pthread_mutex_unlock(&mutex);
+}
+
 static void after_fork_child(void)
 {
-    generation++;
+    __atomic_add_fetch(&generation, 1, __ATOMIC_RELAXED);
+    cachelock__os_notify_postfork();
     pthread_mutex_unlock(&mutex);
 }
 
 static void init(void)
 {
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+}
+
+unsigned cachelock__fork_generation(void)
+{
+    pthread_once(&once, init);
+    return __atomic_load_n(&generation, __ATOMIC_RELAXED);
 }
 
 static size_t hash(const struct cachelock__fileid *id)

@@ -22,6 +22,7 @@
  */
 #include "internal.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,7 +36,7 @@ struct cachelock_wait {
     int64_t deadline_us;        /* -1: none */
     int64_t recheck_us;         /* when the next timer re-check is due */
     int64_t backoff_us;
-    int wfd;                    /* inotify descriptor, or -1 */
+    struct cachelock__watch watch;  /* watch.fd: inotify descriptor, or -1 */
     int watch_failed;           /* do not try inotify again */
     struct cachelock__fileid watched;
     enum state state;
@@ -53,7 +54,7 @@ static void wait_init(struct cachelock_wait *w, const struct cachelock__path *pa
     w->deadline_us = o->timeout_ms > 0 ? cachelock__os_now_us() + (int64_t)o->timeout_ms * 1000 : -1;
     w->recheck_us = 0;
     w->backoff_us = RECHECK_MIN_US;
-    w->wfd = -1;
+    w->watch.fd = -1;
     w->watch_failed = 0;
     w->state = RUNNING;
     w->result = -EINPROGRESS;
@@ -61,9 +62,7 @@ static void wait_init(struct cachelock_wait *w, const struct cachelock__path *pa
 
 static void unwatch(struct cachelock_wait *w)
 {
-    if (w->wfd >= 0)
-        cachelock__os_close(w->wfd);
-    w->wfd = -1;
+    cachelock__os_unwatch(&w->watch);
 }
 
 static void wait_fini(struct cachelock_wait *w)
@@ -86,17 +85,15 @@ static int rewatch(struct cachelock_wait *w)
 {
     if (w->watch_failed || w->a.fd < 0)
         return 0;
-    if (w->wfd >= 0 && w->watched.dev == w->a.id.dev && w->watched.ino == w->a.id.ino)
+    if (w->watch.fd >= 0 && w->watched.dev == w->a.id.dev && w->watched.ino == w->a.id.ino)
         return 0;
     unwatch(w);
-    int wfd = cachelock__os_watch(w->a.path.buf);
-    if (wfd < 0) {
+    if (cachelock__os_watch(w->a.path.buf, &w->watch) < 0) {
         /* Out of inotify instances or watches (per-user limits), or a
          * filesystem without it: fall back to the re-check timer. */
         w->watch_failed = 1;
         return 0;
     }
-    w->wfd = wfd;
     w->watched = w->a.id;
     return 1;
 }
@@ -117,12 +114,13 @@ int cachelock_wait_step(cachelock_wait_t *w, cachelock_t **out)
     if (w->state == FAILED)
         return w->result;
 
-    if (w->wfd >= 0)
-        cachelock__os_watch_drain(w->wfd);
-    for (;;) {
+    for (int spins = 0;; ) {
         rc = cachelock__attempt_try(&w->a, 0, out);
         if (rc != -EWOULDBLOCK)
             return finish(w, rc);
+        /* Events are drained only when the lock was still busy: the fast
+         * path (woken by the release, lock free) makes no extra call. */
+        long events = w->watch.fd >= 0 ? cachelock__os_watch_drain(w->watch.fd) : 0;
         if (w->timeout_ms == 0)
             return finish(w, rc);
         now = cachelock__os_now_us();
@@ -130,8 +128,18 @@ int cachelock_wait_step(cachelock_wait_t *w, cachelock_t **out)
             return finish(w, cachelock__failf(-ETIMEDOUT,
                           "timed out after %ld ms waiting for lock '%s'", w->timeout_ms,
                           w->a.path.buf));
-        if (!rewatch(w))
-            break;
+        if (rewatch(w))
+            continue;
+        /* Linux sends the close event before it drops the closer's flock
+         * (__fput calls fsnotify_close before locks_remove_file), so a
+         * waiter woken by a close can find the lock still held for a few
+         * hundred nanoseconds.  Yield and look again a few times rather than
+         * sleep until the next re-check. */
+        if (events > 0 && spins++ < 8) {
+            sched_yield();
+            continue;
+        }
+        break;
     }
     if (now >= w->recheck_us) {
         w->recheck_us = now + w->backoff_us;
@@ -144,7 +152,7 @@ int cachelock_wait_step(cachelock_wait_t *w, cachelock_t **out)
 
 int cachelock_wait_fd(const cachelock_wait_t *w)
 {
-    return w && w->state == RUNNING ? w->wfd : -1;
+    return w && w->state == RUNNING ? w->watch.fd : -1;
 }
 
 int cachelock_wait_timeout(const cachelock_wait_t *w)
@@ -205,7 +213,7 @@ int cachelock__wait_acquire(const struct cachelock__path *path, const cachelock_
         rc = cachelock_wait_step(&w, out);
         if (rc != -EINPROGRESS)
             break;
-        rc = cachelock__os_poll(w.wfd, cachelock_wait_timeout(&w));
+        rc = cachelock__os_poll(w.watch.fd, cachelock_wait_timeout(&w));
         if (rc < 0) {
             cachelock__fail(rc, "wait for lock", path->buf);
             break;

@@ -21,7 +21,8 @@ static int sys_poll(struct pollfd *fds, unsigned long n, int timeout) { return p
 static long sys_read(int fd, void *buf, size_t n) { return (long)read(fd, buf, n); }
 
 #define REAL_SYSCALLS { open, openat, close, flock, fstat, fstatat, sys_mkdir, fcntl, \
-                        sys_poll, inotify_init1, inotify_add_watch, sys_read, malloc }
+                        sys_poll, inotify_init1, inotify_add_watch, inotify_rm_watch, \
+                        sys_read, malloc }
 
 struct cachelock__syscalls cachelock__sys = REAL_SYSCALLS;
 
