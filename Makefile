@@ -35,7 +35,7 @@ ALLCFLAGS  = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -pthread -Iinclude $(CFLAGS)
 LIBCFLAGS  = $(ALLCFLAGS) -fPIC -fvisibility=hidden
 ALLLDFLAGS = $(SANFLAGS) -pthread $(LDFLAGS)
 
-LIB_SRC := src/error.c src/name.c src/registry.c src/acquire.c src/wait.c src/holders.c \
+LIB_SRC := src/error.c src/name.c src/registry.c src/acquire.c src/wait.c src/holders.c src/prune.c \
            src/unix/syscalls.c src/unix/file.c src/unix/notify.c src/unix/proc.c
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 HDRS    := include/cachelock.h src/internal.h
@@ -44,7 +44,7 @@ STATIC  := $(BUILD)/libcachelock.a
 SHARED  := $(BUILD)/libcachelock.so.$(VERSION)
 SONAME  := libcachelock.so.$(SOVERSION)
 
-CLI_SRC := cli/main.c cli/run.c cli/status.c cli/util.c
+CLI_SRC := cli/main.c cli/run.c cli/status.c cli/prune.c cli/util.c
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 CLI     := $(BUILD)/cachelock
 

@@ -41,5 +41,6 @@ int cli_close_stdout(void);
 int cli_run(int argc, char **argv);
 int cli_status(int argc, char **argv);
 int cli_path(int argc, char **argv);
+int cli_prune(int argc, char **argv);
 
 #endif

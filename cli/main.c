@@ -22,6 +22,8 @@ static const char usage[] =
     "                      holds or waits for them\n"
     "  path [CACHE_DIR] SOURCE\n"
     "                      check a source name and print its lock file path\n"
+    "  prune [--older-than DURATION] [--dry-run] [CACHE_DIR]\n"
+    "                      remove lock files nobody holds (never delete them by hand)\n"
     "\n"
     "Options:\n"
     "  -h, --help          show this help ('cachelock COMMAND --help' for a command)\n"
@@ -52,6 +54,8 @@ int main(int argc, char **argv)
         return cli_status(argc - 1, argv + 1);
     if (strcmp(cmd, "path") == 0)
         return cli_path(argc - 1, argv + 1);
+    if (strcmp(cmd, "prune") == 0)
+        return cli_prune(argc - 1, argv + 1);
     if (cmd[0] == '-')
         return cli_usage_error(NULL, "unrecognized option '%s'", cmd);
     return cli_usage_error(NULL, "unknown command '%s'", cmd);

@@ -414,6 +414,52 @@ CACHELOCK_EXTERN const char *cachelock_errmsg(void);
 CACHELOCK_EXTERN const char *cachelock_version(void);
 
 /* ------------------------------------------------------------------------
+ * Pruning lock files safely
+ * ------------------------------------------------------------------------ */
+
+/* What cachelock_prune() did with one lock file. */
+typedef enum cachelock_prune_status {
+    CACHELOCK_PRUNE_REMOVED = 0,    /* unlinked (or would be, with DRY_RUN) */
+    CACHELOCK_PRUNE_BUSY = 1,       /* someone holds it: left alone */
+    CACHELOCK_PRUNE_RECENT = 2,     /* newer than older_than_ms: left alone */
+    CACHELOCK_PRUNE_FAILED = 3      /* an error (err says which): left alone */
+} cachelock_prune_status_t;
+
+/* Called once per lock file; err is 0 or the negative code of a failure. */
+typedef void (*cachelock_prune_fn)(const char *source, cachelock_prune_status_t status,
+                                   int err, void *ctx);
+
+/* Report what would be removed, remove nothing. */
+#define CACHELOCK_PRUNE_DRY_RUN 0x1u
+
+/*
+ * cachelock_prune - remove lock files that nobody holds.
+ *
+ *   [in] cache_dir     the cache; nothing is created
+ *   [in] older_than_ms only files whose last change (creation: nothing
+ *                      writes lock files) is at least this old; 0 for all
+ *   [in] flags         0 or CACHELOCK_PRUNE_DRY_RUN
+ *   [in] report        called for every lock file considered; may be NULL
+ *   [in] ctx           passed to report
+ *
+ * Each file is locked exclusively WITHOUT waiting, unlinked while held, and
+ * released; a busy file is skipped, so pruning never blocks the cache's
+ * users (a user's own try may see it busy for those microseconds).  Users
+ * of this library re-check after every grant that the path still names the
+ * file they locked, so a waiter that was blocked on a pruned file moves to
+ * the new one and mutual exclusion holds.  It does NOT hold for plain
+ * flock(1) users (or the Rust original) that were already waiting on the
+ * old file: they end up holding a lock nobody else sees.  Prune only caches
+ * whose users are all this library, or while they are idle.
+ *
+ * Returns the number of files removed (or that would be), or -EINVAL,
+ * -ENAMETOOLONG, -ENOTDIR, -EACCES, ... when the cache cannot be listed.
+ * Failures on single files are reported through report and do not stop it.
+ */
+CACHELOCK_EXTERN int cachelock_prune(const char *cache_dir, long older_than_ms, unsigned flags,
+                                     cachelock_prune_fn report, void *ctx);
+
+/* ------------------------------------------------------------------------
  * Who holds it: diagnostics
  * ------------------------------------------------------------------------ */
 

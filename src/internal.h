@@ -122,6 +122,11 @@ void cachelock__os_close(int fd);
 /* Does the path still name the file id?  1 yes, 0 no (removed or replaced),
  * negative on error. */
 int cachelock__os_same_file(const struct cachelock__path *p, const struct cachelock__fileid *id);
+/* Remove the lock file of p (we hold its lock). */
+int cachelock__os_unlink(const struct cachelock__path *p);
+/* Milliseconds since the file of fd last changed (its creation, for lock
+ * files), or a negative code. */
+int64_t cachelock__os_age_ms(int fd);
 /* Identity of an existing lock file without creating anything. */
 int cachelock__os_stat(const char *path, struct cachelock__fileid *id);
 
@@ -184,6 +189,7 @@ struct cachelock__syscalls {
     int (*fstat)(int fd, struct stat *st);
     int (*fstatat)(int dirfd, const char *path, struct stat *st, int flags);
     int (*mkdir)(const char *path, unsigned mode);
+    int (*unlink)(const char *path);
     int (*fcntl)(int fd, int cmd, ...);
     int (*poll)(struct pollfd *fds, unsigned long n, int timeout);
     int (*inotify_init1)(int flags);

@@ -222,6 +222,25 @@ int cachelock__os_same_file(const struct cachelock__path *p, const struct cachel
     return (uint64_t)st.st_dev == id->dev && (uint64_t)st.st_ino == id->ino;
 }
 
+int cachelock__os_unlink(const struct cachelock__path *p)
+{
+    if (cachelock__sys.unlink(p->buf) < 0)
+        return cachelock__fail(-errno, "remove lock file", p->buf);
+    return 0;
+}
+
+int64_t cachelock__os_age_ms(int fd)
+{
+    struct stat st;
+    struct timespec now;
+    if (cachelock__sys.fstat(fd, &st) < 0)
+        return -errno;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t age = ((int64_t)now.tv_sec - st.st_mtim.tv_sec) * 1000 +
+                  (now.tv_nsec - st.st_mtim.tv_nsec) / 1000000;
+    return age < 0 ? 0 : age;
+}
+
 int cachelock__os_stat(const char *path, struct cachelock__fileid *id)
 {
     struct stat st;
