@@ -296,7 +296,10 @@ CACHELOCK_EXTERN int cachelock_acquire_ex(const char *cache_dir, const char *sou
  * this returns the lock is free for others even if a forked child still
  * holds a copy of the descriptor.  In a forked child, releasing a handle
  * inherited from the parent only closes the child's copy (see CAVEATS).
- * Releasing a handle twice is undefined behaviour, as with free(3).
+ * A handle that is not held (released already) is recognised by its
+ * address without being read, and ignored; cachelock_errmsg() says so.
+ * This cannot help when a new handle has since been allocated at the same
+ * address: do not release twice.
  */
 CACHELOCK_EXTERN void cachelock_release(cachelock_t *lock);
 

@@ -179,7 +179,12 @@ void cachelock_release(cachelock_t *lock)
     /* Unlock explicitly before closing: a forked child may hold a copy of
      * the descriptor, and close(2) alone would leave the lock held by that
      * copy.  A handle inherited from the parent is only closed. */
-    if (cachelock__registry_remove(lock))
+    int ours = cachelock__registry_remove(lock);
+    if (ours < 0) {
+        cachelock__failf(-EINVAL, "cannot release lock: not a held lock (released twice?)");
+        return;
+    }
+    if (ours)
         cachelock__os_unlock(lock->fd);
     cachelock__os_close(lock->fd);
     free(lock);

@@ -83,7 +83,8 @@ void cachelock__registry_add(struct cachelock *lock);
 /* Bumped in every child after fork(2): who was forked from whom. */
 unsigned cachelock__fork_generation(void);
 /* Remove lock; returns 1 if it was taken in this process (same fork
- * generation), 0 if it was inherited from a parent across fork(2). */
+ * generation), 0 if it was inherited from a parent across fork(2), -1 if it
+ * is not a live handle (released already): then it must not be touched. */
 int cachelock__registry_remove(struct cachelock *lock);
 
 /* ---- one acquire attempt (acquire.c) ------------------------------------- */

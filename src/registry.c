@@ -29,6 +29,15 @@ static size_t nbuckets;     /* a power of two, or 0 before the first add */
 static size_t count;
 static unsigned generation;
 
+/* Every live handle's address, so that a handle released twice (or never
+ * acquired) is recognised without dereferencing it: an open-addressing set
+ * of pointers with tombstones.  If it cannot grow (no memory), the handle is
+ * counted as untracked and release trusts it, as before. */
+#define TOMB ((uintptr_t)1)
+static uintptr_t *live;
+static size_t live_cap, live_used;      /* used counts tombstones too */
+static size_t untracked;
+
 static void before_fork(void)
 {
     pthread_mutex_lock(&mutex);
@@ -92,6 +101,61 @@ static void grow(void)
     nbuckets = n;
 }
 
+static size_t ptr_hash(uintptr_t p)
+{
+    uint64_t h = (uint64_t)p * 0x9e3779b97f4a7c15ull;
+    return (size_t)(h >> 17);
+}
+
+static int live_insert(uintptr_t p);
+
+static int live_grow(void)
+{
+    size_t cap = live_cap ? live_cap * 2 : 256;
+    uintptr_t *old = live;
+    size_t old_cap = live_cap;
+    live = calloc(cap, sizeof *live);
+    if (!live) {
+        live = old;
+        return -1;
+    }
+    live_cap = cap;
+    live_used = 0;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i] > TOMB)
+            live_insert(old[i]);
+    free(old);
+    return 0;
+}
+
+static int live_insert(uintptr_t p)
+{
+    if ((live_used + 1) * 2 > live_cap && live_grow() < 0)
+        return -1;
+    size_t i = ptr_hash(p) & (live_cap - 1);
+    while (live[i] > TOMB)
+        i = (i + 1) & (live_cap - 1);
+    if (live[i] == 0)
+        live_used++;
+    live[i] = p;
+    return 0;
+}
+
+static int live_remove(uintptr_t p)
+{
+    if (!live_cap)
+        return -1;
+    size_t i = ptr_hash(p) & (live_cap - 1);
+    for (size_t n = 0; n < live_cap && live[i] != 0; n++) {
+        if (live[i] == p) {
+            live[i] = TOMB;
+            return 0;
+        }
+        i = (i + 1) & (live_cap - 1);
+    }
+    return -1;
+}
+
 int cachelock__registry_check(const struct cachelock__fileid *id, cachelock_mode_t mode)
 {
     int rc = 0;
@@ -132,6 +196,8 @@ void cachelock__registry_add(struct cachelock *lock)
         buckets[b] = lock;
     }
     count++;
+    if (live_insert((uintptr_t)lock) < 0)
+        untracked++;
     pthread_mutex_unlock(&mutex);
 }
 
@@ -139,6 +205,13 @@ int cachelock__registry_remove(struct cachelock *lock)
 {
     int ours;
     pthread_mutex_lock(&mutex);
+    if (live_remove((uintptr_t)lock) < 0) {
+        if (!untracked) {
+            pthread_mutex_unlock(&mutex);
+            return -1;      /* released twice, or never ours: do not touch */
+        }
+        untracked--;
+    }
     if (nbuckets) {
         struct cachelock **pp = &buckets[hash(&lock->id) & (nbuckets - 1)];
         for (; *pp; pp = &(*pp)->next) {
