@@ -53,7 +53,7 @@ TEST_C   := $(wildcard tests/test_*.c)
 TESTS    := $(TEST_C:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BUILD)/bench/bench_handoff
 
-.PHONY: all check demo install uninstall bench clean
+.PHONY: all check demo install uninstall bench torture valgrind fuzz clean
 
 all: $(STATIC) $(SHARED) $(CLI) $(EXAMPLES)
 
@@ -99,6 +99,35 @@ demo: $(CLI) $(BUILD)/examples/take_turns
 
 bench: $(BENCHES)
 	$(BUILD)/bench/bench_handoff
+
+# Processes, threads, a pruner and a killer for TORTURE_SECONDS (default 10).
+torture: $(BUILD)/tests/torture
+	$(BUILD)/tests/torture $(TORTURE_SECONDS)
+
+# The C tests under valgrind memcheck: any error or definite leak fails.
+valgrind: $(TESTS)
+	@for t in $(TESTS); do \
+	    echo "valgrind $$t"; \
+	    valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	        $$t >$$t.valgrind 2>&1 || { cat $$t.valgrind; exit 1; }; \
+	    ! grep -q '^not ok' $$t.valgrind || { cat $$t.valgrind; exit 1; }; \
+	done
+
+# libFuzzer on the parsers (clang and its runtime), FUZZ_SECONDS per run.
+FUZZ_SECONDS ?= 30
+FUZZ_BUILD := build-fuzz
+fuzz:
+	$(MAKE) CC=clang BUILD=$(FUZZ_BUILD) SANITIZE=address,undefined $(FUZZ_BUILD)/libcachelock.a
+	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -Icli \
+	    -o $(FUZZ_BUILD)/fuzz_parsers fuzz/fuzz_parsers.c cli/util.c $(FUZZ_BUILD)/libcachelock.a -pthread
+	mkdir -p $(FUZZ_BUILD)/corpus
+	cp fuzz/corpus/* $(FUZZ_BUILD)/corpus/
+	$(FUZZ_BUILD)/fuzz_parsers -max_total_time=$(FUZZ_SECONDS) -max_len=600 \
+	    -print_final_stats=1 $(FUZZ_BUILD)/corpus
+
+$(BUILD)/tests/torture: tests/torture.c $(STATIC) include/cachelock.h
+	@mkdir -p $(@D)
+	$(CC) $(ALLCFLAGS) -o $@ $< $(STATIC) $(ALLLDFLAGS)
 
 install: all
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR) \

@@ -134,6 +134,8 @@ int cachelock__path_build(struct cachelock__path *p, const char *cache_dir, cons
     size_t dir_len, name_len, need;
     int rc;
 
+    p->buf[0] = '\0';
+    p->dir_len = p->locks_len = p->len = 0;
     if (!cache_dir || !*cache_dir)
         return cachelock__failf(-EINVAL, "invalid cache directory: %s",
                                 cache_dir ? "empty" : "NULL");

@@ -162,7 +162,7 @@ static void test_bad_inputs_get_exact_codes_and_change_nothing(void)
                 if (setgid(65534) < 0 || setuid(65534) < 0)
                     _exit(77);
                 int r = run_case(b);
-                char msg[512];
+                char msg[512] = "";
                 snprintf(msg, sizeof msg, "%s", cachelock_errmsg());
                 if (write(rep[1], &r, sizeof r) != sizeof r || write(rep[1], msg, sizeof msg) < 0)
                     _exit(1);
