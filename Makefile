@@ -51,7 +51,7 @@ CLI     := $(BUILD)/cachelock
 EXAMPLES := $(BUILD)/examples/take_turns $(BUILD)/examples/poll_acquire
 TEST_C   := $(wildcard tests/test_*.c)
 TESTS    := $(TEST_C:tests/%.c=$(BUILD)/tests/%)
-BENCHES  := $(BUILD)/bench/bench_handoff
+BENCHES  := $(BUILD)/bench/bench_handoff $(BUILD)/bench/bench_acquire
 
 .PHONY: all check demo install uninstall bench torture valgrind fuzz clean
 
@@ -98,6 +98,8 @@ demo: $(CLI) $(BUILD)/examples/take_turns
 	BUILD=$(abspath $(BUILD)) sh examples/demo.sh
 
 bench: $(BENCHES)
+	$(BUILD)/bench/bench_acquire
+	@echo
 	$(BUILD)/bench/bench_handoff
 
 # Processes, threads, a pruner and a killer for TORTURE_SECONDS (default 10).

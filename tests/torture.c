@@ -17,8 +17,9 @@
  * killer marks the source "debris" before the kill, then takes the lock
  * itself, rolls a torn record back (the increment did not happen) or
  * counts a complete one on the victim's behalf, and clears the mark.
- * Readers and writers that meet a torn record while the mark is set back
- * off; a torn record without the mark is a violation.
+ * While the mark is set, writers do not write (the record must stay as the
+ * victim left it until the killer has looked), and a torn record is
+ * expected; a torn record without the mark is a violation.
  *
  *   final value of each source == sum of all counts for it
  *   violations (torn reads, lost or extra increments, hangs) == 0
@@ -149,6 +150,9 @@ static void *worker(void *arg)
                 violation(reader ? "torn read" : "torn record before write", s);
         } else if (reader) {
             r->reads++;
+        } else if (__atomic_load_n(&sh->debris[s], __ATOMIC_SEQ_CST)) {
+            /* A killed writer's record may be complete but not yet counted;
+             * the killer must see it as the victim left it. */
         } else {
             r->base = r->count[s];
             r->newval = v + 1;
