@@ -200,7 +200,7 @@ int main(int argc, char **argv)
     }
     printf("\nratio: the waiter's p50 over the blocking waiter's p50 for the same holder.\n"
            "With 'flock(LOCK_UN) only' no close event exists; timed and async waits are\n"
-           "bounded by their re-check timer (1 ms doubling to %d ms).\n", CACHELOCK_RECHECK_MAX_MS);
+           "bounded by their re-check timer (5 ms doubling to %d ms).\n", CACHELOCK_RECHECK_MAX_MS);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     return system(cmd) == 0 ? 0 : 1;

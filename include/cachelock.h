@@ -134,8 +134,8 @@
  *   original all close).  A holder that only calls flock(LOCK_UN) and keeps
  *   the file open produces no event; for it, and on filesystems where
  *   inotify sees no remote changes (NFS), the wait re-checks on a timer that
- *   starts at 1 ms and doubles up to CACHELOCK_RECHECK_MAX_MS, which bounds
- *   the handoff delay in that case.  When inotify is unavailable (the
+ *   starts at 5 ms (1 ms without inotify) and doubles up to
+ *   CACHELOCK_RECHECK_MAX_MS, which bounds the handoff delay in that case.  When inotify is unavailable (the
  *   per-user limit fs.inotify.max_user_instances, 128 by default, is used
  *   up) the wait falls back to the timer alone.  Each waiter costs one
  *   inotify instance and two descriptors while it waits.  Closing an inotify
@@ -143,11 +143,13 @@
  *   so up to 4 idle instances are kept per process for later waits; they
  *   count against the per-user limit and are dropped by forked children.
  *
- *   Measured here (make bench, medians of one run): a blocking waiter holds
- *   the lock about 4 us after the release, a timed or asynchronous one about
- *   12 us (the inotify wake-up is slower than flock's own), and 0.7 ms for
- *   a holder that unlocks without closing; polling loops such as Python's
- *   filelock pay about 25 ms.
+ *   Measured here: see README.md, "Benchmarks", for the handoff of each kind
+ *   of wait and holder side by side (make bench).  Polling loops such as
+ *   Python's filelock pay about 25 ms.
+ *
+ *   Many waiters on one lock all wake at each release and all but one go
+ *   back to sleep (a thundering herd); the kernel's blocking flock(2) has
+ *   the same behaviour.
  *
  *   A timed wait sleeps in poll(2), which the kernel never restarts after a
  *   signal handler.  The library then looks at the installed handlers: if

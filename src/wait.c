@@ -27,6 +27,12 @@
 #include <string.h>
 
 #define RECHECK_MIN_US 1000
+/* With a watch in place the re-check is only for holders that unlock
+ * without closing; polling less often than every 5 ms also wakes faster:
+ * measured here, poll(2) with a 1-3 ms timeout is woken by an inotify event
+ * about 10 us after the close, with 5 ms or more about 3.5 us (the idle
+ * state the CPU picks depends on the next timer). */
+#define RECHECK_WATCHED_MIN_US 5000
 
 enum state { RUNNING, DONE, FAILED };
 
@@ -142,6 +148,8 @@ int cachelock_wait_step(cachelock_wait_t *w, cachelock_t **out)
         break;
     }
     if (now >= w->recheck_us) {
+        if (w->watch.fd >= 0 && w->backoff_us < RECHECK_WATCHED_MIN_US)
+            w->backoff_us = RECHECK_WATCHED_MIN_US;
         w->recheck_us = now + w->backoff_us;
         w->backoff_us *= 2;
         if (w->backoff_us > CACHELOCK_RECHECK_MAX_MS * 1000)
