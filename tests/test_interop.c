@@ -41,7 +41,7 @@ static void peer_finish(struct peer *p)
 
 static int have(const char *cmd)
 {
-    char buf[256];
+    char buf[1400];
     snprintf(buf, sizeof buf, "%s >/dev/null 2>&1", cmd);
     return system(buf) == 0;
 }
@@ -147,10 +147,60 @@ static void test_python_filelock_excludes_us_both_ways(void)
     CHECK_EQ(WEXITSTATUS(system(cmd)), 0);
 }
 
+/* The Rust original (ccpm/agpm CacheLock) opens the lock file without
+ * truncating and takes an exclusive flock(2); Rust's std File::lock() does
+ * exactly that on Linux, so a program written with it stands in for it
+ * (no crates can be fetched here). */
+static void test_rust_file_lock_excludes_us_both_ways(void)
+{
+    static const char program[] =
+        "use std::fs::OpenOptions;\n"
+        "use std::io::{BufRead, Write};\n"
+        "fn main() {\n"
+        "    let path = std::env::args().nth(1).unwrap();\n"
+        "    let f = OpenOptions::new().create(true).write(true).truncate(false).open(&path).unwrap();\n"
+        "    if std::env::args().nth(2).is_some() {\n"
+        "        std::process::exit(if f.try_lock().is_ok() { 0 } else { 1 });\n"
+        "    }\n"
+        "    f.lock().unwrap();\n"
+        "    println!(\"L\");\n"
+        "    std::io::stdout().flush().unwrap();\n"
+        "    let mut line = String::new();\n"
+        "    std::io::stdin().lock().read_line(&mut line).unwrap();\n"
+        "}\n";
+    char cmd[1200], bin[600];
+    const char *rustc = access("/root/.cargo/bin/rustc", X_OK) == 0 ? "/root/.cargo/bin/rustc" : "rustc";
+    snprintf(cmd, sizeof cmd, "%s --version", rustc);
+    if (!have(cmd))
+        SKIP("rustc is not installed");
+    FILE *f = fopen(tpath("lock.rs"), "w");
+    CHECK(f && fputs(program, f) >= 0 && fclose(f) == 0);
+    snprintf(bin, sizeof bin, "%s", tpath("rustlock"));
+    snprintf(cmd, sizeof cmd, "%s --edition 2021 -o '%s' '%s' 2>&1", rustc, bin, tpath("lock.rs"));
+    if (system(cmd) != 0)
+        SKIP("this rustc has no std File::lock (Rust 1.89 or later needed)");
+
+    cachelock_t *lock;
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    snprintf(cmd, sizeof cmd, "'%s' '%s' try", bin, tpath(".locks/s.lock"));
+    CHECK_EQ(WEXITSTATUS(system(cmd)), 1);     /* ours blocks it */
+    cachelock_release(lock);
+    CHECK_EQ(WEXITSTATUS(system(cmd)), 0);
+
+    char *argv[] = { bin, (char *)tpath(".locks/s.lock"), NULL };
+    struct peer p = peer_spawn(argv);
+    CHECK_EQ(recv_byte(p.from), 'L');
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), -EWOULDBLOCK);   /* its blocks ours */
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_SHARED), -EWOULDBLOCK);
+    peer_finish(&p);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), 0);
+}
+
 TAP_MAIN(
     T(test_flock1_holder_blocks_us),
     T(test_flock1_shared_coexists_with_our_shared),
     T(test_our_lock_blocks_flock1),
     T(test_flock1_waiter_gets_lock_after_our_release),
     T(test_python_filelock_excludes_us_both_ways, 20),
+    T(test_rust_file_lock_excludes_us_both_ways, 60),
 )
