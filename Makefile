@@ -119,7 +119,8 @@ valgrind: $(TESTS)
 FUZZ_SECONDS ?= 30
 FUZZ_BUILD := build-fuzz
 fuzz:
-	$(MAKE) CC=clang BUILD=$(FUZZ_BUILD) SANITIZE=address,undefined $(FUZZ_BUILD)/libcachelock.a
+	$(MAKE) CC=clang BUILD=$(FUZZ_BUILD) SANITIZE=address,undefined CFLAGS=-fsanitize=fuzzer-no-link \
+	    $(FUZZ_BUILD)/libcachelock.a
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -Icli \
 	    -o $(FUZZ_BUILD)/fuzz_parsers fuzz/fuzz_parsers.c cli/util.c $(FUZZ_BUILD)/libcachelock.a -pthread
 	mkdir -p $(FUZZ_BUILD)/corpus
