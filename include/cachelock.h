@@ -82,7 +82,8 @@
  *     process creates and locks a new file of the same name: two holders.
  *     This library re-checks after every grant that the path still names the
  *     file it locked and retries if not, which protects users of this
- *     library; other flock(2) users are not protected.
+ *     library; other flock(2) users are not protected.  To clean up, use
+ *     cachelock_prune(), which removes only files whose lock it holds.
  *
  *   - fork(2): a child inherits the parent's lock descriptors, and with them
  *     the parent's locks (flock locks belong to the open file, which both now
