@@ -243,16 +243,27 @@ static int wait_with_signal(long timeout_ms, int flags, struct holder *h)
         _exit(got_signal ? 0 : 2);
     }
     close(rep[1]);
-    if (timeout_ms < 0)
+    struct pollfd p = { rep[0], POLLIN, 0 };
+    if (timeout_ms < 0) {
+        /* Seen blocked in flock(2) by the kernel: one signal lands there. */
         wait_blocked_in_flock(pid);
-    else
+        kill(pid, SIGUSR1);
+        if (poll(&p, 1, 300) == 0)
+            holder_release(h);  /* SA_RESTART: still waiting; let it have it */
+    } else {
+        /* A timed waiter sleeps in poll(2) between short steps; a signal
+         * that lands in a step (or before the first poll) interrupts
+         * nothing, so keep signalling for a while. */
         while (!has_inotify(pid))
             usleep(1000);
-    kill(pid, SIGUSR1);
-    /* With SA_RESTART the child keeps waiting; let it have the lock. */
-    struct pollfd p = { rep[0], POLLIN, 0 };
-    if (poll(&p, 1, 300) == 0)
-        holder_release(h);
+        int answered = 0;
+        for (int i = 0; i < 60 && !answered; i++) {
+            kill(pid, SIGUSR1);
+            answered = poll(&p, 1, 5) > 0;
+        }
+        if (!answered)
+            holder_release(h);  /* SA_RESTART: still waiting; let it have it */
+    }
     int rc = 1;
     CHECK(read(rep[0], &rc, sizeof rc) == sizeof rc);
     int status;
