@@ -194,7 +194,7 @@ int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
 {
     const char *file = cachelock__path_file(p);
     const int common = O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
-    int created = 0, dfd, fd, rc;
+    int mkdirs = 0, reopens = 0, dfd, fd, rc;
     struct stat st;
 
     *fdp = -1;
@@ -202,11 +202,18 @@ int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
     for (;;) {
         dfd = open_locks_dir(p);
         if (dfd < 0) {
-            if (errno == ENOENT && !nocreate && !created) {
-                rc = make_dirs(p, created_from);
-                if (rc < 0)
+            /* Missing: create it.  Twice at most: a pruner or an undo of a
+             * failed acquire elsewhere may remove what we just created. */
+            if (errno == ENOENT && !nocreate && mkdirs++ < 2) {
+                size_t made;
+                rc = make_dirs(p, &made);
+                if (rc < 0) {
+                    cachelock__os_undo_create(p, *created_from);
+                    *created_from = 0;
                     return rc;
-                created = 1;
+                }
+                if (made && (!*created_from || made < *created_from))
+                    *created_from = made;
                 continue;
             }
             char dir[PATH_MAX];
@@ -228,10 +235,9 @@ int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
             if (fd < 0 && errno == ENOENT)
                 errno = first;
         }
-        if (fd < 0 && errno == ENOENT && !nocreate && !created) {
-            /* .locks was removed between the two opens: start again once. */
+        if (fd < 0 && errno == ENOENT && !nocreate && mkdirs < 2 && reopens++ < 4) {
+            /* .locks was removed between the two opens: start again. */
             cachelock__sys.close(dfd);
-            created = 1;
             continue;
         }
         int err = errno;
