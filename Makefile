@@ -51,7 +51,7 @@ CLI     := $(BUILD)/cachelock
 EXAMPLES := $(BUILD)/examples/take_turns $(BUILD)/examples/poll_acquire
 TEST_C   := $(wildcard tests/test_*.c)
 TESTS    := $(TEST_C:tests/%.c=$(BUILD)/tests/%)
-BENCHES  := $(BUILD)/bench/bench_handoff $(BUILD)/bench/bench_acquire
+BENCHES  := $(BUILD)/bench/bench_handoff $(BUILD)/bench/bench_acquire $(BUILD)/bench/bench_contended
 
 .PHONY: all check demo install uninstall bench torture valgrind fuzz clean
 
@@ -97,10 +97,18 @@ check: all $(TESTS)
 demo: $(CLI) $(BUILD)/examples/take_turns
 	BUILD=$(abspath $(BUILD)) sh examples/demo.sh
 
+# Each benchmark prints a table and appends JSON objects to one file, which
+# becomes bench/results.json (an array) to compare runs over time.
 bench: $(BENCHES)
-	$(BUILD)/bench/bench_acquire
+	@rm -f $(BUILD)/bench/results.jsonl
+	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_acquire
 	@echo
-	$(BUILD)/bench/bench_handoff
+	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_handoff
+	@echo
+	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_contended
+	@awk 'BEGIN { print "[" } NR > 1 { print "," } { printf "  %s", $$0 } END { print "\n]" }' \
+	    $(BUILD)/bench/results.jsonl > bench/results.json
+	@echo "results written to bench/results.json"
 
 # Processes, threads, a pruner and a killer for TORTURE_SECONDS (default 10).
 torture: $(BUILD)/tests/torture

@@ -174,6 +174,7 @@ int main(int argc, char **argv)
     int iters = argc > 1 ? atoi(argv[1]) : 400;
     cachelock_t *lock;
     int64_t p50[NHOLDERS][NWAITERS], p99[NHOLDERS][NWAITERS];
+    FILE *json = getenv("BENCH_JSON") ? fopen(getenv("BENCH_JSON"), "a") : NULL;
 
     snprintf(dir, sizeof dir, "%s/cachelock-bench.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir) || cachelock_acquire(dir, "h", &lock) != 0) {
@@ -196,8 +197,15 @@ int main(int argc, char **argv)
                    waiter_name[w], p50[h][w] / 1000.0, p99[h][w] / 1000.0,
                    (double)p50[h][w] / (double)p50[h][0]);
             fflush(stdout);
+            if (json)
+                fprintf(json, "{\"bench\":\"handoff\",\"holder\":\"%s\",\"waiter\":\"%s\","
+                        "\"p50_us\":%.2f,\"p99_us\":%.2f,\"ratio_to_blocking\":%.3f}\n",
+                        holder_name[h], waiter_name[w], p50[h][w] / 1000.0, p99[h][w] / 1000.0,
+                        (double)p50[h][w] / (double)p50[h][0]);
         }
     }
+    if (json)
+        fclose(json);
     printf("\nratio: the waiter's p50 over the blocking waiter's p50 for the same holder.\n"
            "With 'flock(LOCK_UN) only' no close event exists; timed and async waits are\n"
            "bounded by their re-check timer (5 ms doubling to %d ms).\n", CACHELOCK_RECHECK_MAX_MS);
