@@ -51,7 +51,8 @@ CLI     := $(BUILD)/cachelock
 EXAMPLES := $(BUILD)/examples/take_turns $(BUILD)/examples/poll_acquire
 TEST_C   := $(wildcard tests/test_*.c)
 TESTS    := $(TEST_C:tests/%.c=$(BUILD)/tests/%)
-BENCHES  := $(BUILD)/bench/bench_handoff $(BUILD)/bench/bench_acquire $(BUILD)/bench/bench_contended
+BENCHES  := $(BUILD)/bench/bench_handoff $(BUILD)/bench/bench_acquire $(BUILD)/bench/bench_contended \
+            $(BUILD)/bench/bench_peers
 
 .PHONY: all check demo install uninstall bench torture valgrind fuzz clean
 
@@ -99,13 +100,15 @@ demo: $(CLI) $(BUILD)/examples/take_turns
 
 # Each benchmark prints a table and appends JSON objects to one file, which
 # becomes bench/results.json (an array) to compare runs over time.
-bench: $(BENCHES)
+bench: $(BENCHES) $(CLI)
 	@rm -f $(BUILD)/bench/results.jsonl
 	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_acquire
 	@echo
 	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_handoff
 	@echo
 	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_contended
+	@echo
+	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_peers $(CLI)
 	@awk 'BEGIN { print "[" } NR > 1 { print "," } { printf "  %s", $$0 } END { print "\n]" }' \
 	    $(BUILD)/bench/results.jsonl > bench/results.json
 	@echo "results written to bench/results.json"
