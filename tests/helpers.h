@@ -102,4 +102,16 @@ __attribute__((unused)) static int dir_entries(const char *path)
     return n;
 }
 
+/* A sorted listing of everything below dir, to compare before and after. */
+__attribute__((unused)) static void snapshot_tree(const char *dir, char *out, size_t size)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "cd '%s' && find . 2>/dev/null | sort", dir);
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, size - 1, p) : 0;
+    out[n] = '\0';
+    if (p)
+        pclose(p);
+}
+
 #endif

@@ -105,16 +105,6 @@ static const struct bad cases[] = {
     { "out is NULL", none, "c", NULL, "s", 5, -EINVAL, 0, "out is NULL" },
 };
 
-static void snapshot(char *out, size_t size)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "cd '%s' && find . 2>/dev/null | sort", tap_dir);
-    FILE *p = popen(cmd, "r");
-    size_t n = p ? fread(out, 1, size - 1, p) : 0;
-    out[n] = '\0';
-    if (p)
-        pclose(p);
-}
 
 static int run_case(const struct bad *b)
 {
@@ -150,7 +140,7 @@ static void test_bad_inputs_get_exact_codes_and_change_nothing(void)
         snprintf(cmd, sizeof cmd, "chmod -R u+rwx '%s' 2>/dev/null; rm -rf '%s'/*", tap_dir, tap_dir);
         if (system(cmd) != 0) {}
         b->setup();
-        snapshot(before, sizeof before);
+        snapshot_tree(tap_dir, before, sizeof before);
         int rc;
         if (b->unprivileged && geteuid() == 0) {
             /* root bypasses permissions: run the case as nobody. */
@@ -191,7 +181,7 @@ static void test_bad_inputs_get_exact_codes_and_change_nothing(void)
         if (rc != b->code)
             tap_fail(__FILE__, __LINE__, "%s: got %d (%s), expected %d", b->what, rc,
                      cachelock_strerror(rc), b->code);
-        snapshot(after, sizeof after);
+        snapshot_tree(tap_dir, after, sizeof after);
         if (strcmp(before, after) != 0)
             tap_fail(__FILE__, __LINE__, "%s: created something:\n%s", b->what, after);
     }

@@ -79,17 +79,6 @@ static void install(enum sc which, int at, int err)
     cachelock__sys.inotify_add_watch = h_inotify_add;
 }
 
-/* A listing of everything below dir, to compare before and after. */
-static void snapshot(const char *dir, char *out, size_t size)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "cd '%s' && find . | sort", dir);
-    FILE *p = popen(cmd, "r");
-    size_t n = p ? fread(out, 1, size - 1, p) : 0;
-    out[n] = '\0';
-    if (p)
-        pclose(p);
-}
 
 /* The lock must be free: a separate process can take it. */
 static int free_for_others(const char *dir)
@@ -146,7 +135,7 @@ static int run_all(const char *dir, const struct scenario *sc)
     }
     if (sc->fresh)
         remove_cache();
-    snapshot(tap_dir, before, sizeof before);
+    snapshot_tree(tap_dir, before, sizeof before);
     int fds = count_fds();
     size_t heap = mallinfo2().uordblks;
 
@@ -181,7 +170,7 @@ static int run_all(const char *dir, const struct scenario *sc)
                         fail_case((enum sc)s, at, err, "out is not NULL");
                     if (!strstr(cachelock_errmsg(), tap_dir))
                         fail_case((enum sc)s, at, err, "message does not name the path");
-                    snapshot(tap_dir, after, sizeof after);
+                    snapshot_tree(tap_dir, after, sizeof after);
                     if (strcmp(before, after) != 0) {
                         fprintf(stderr, "# before:\n%s# after:\n%s", before, after);
                         fail_case((enum sc)s, at, err, "the cache changed");

@@ -63,9 +63,28 @@ int cachelock__os_keep_high(int fd)
  * really a directory.  *created_from is set to the length of the shallowest
  * directory this call created (0: none), so that a failure later in the
  * same acquire can take them away again (undo_create). */
+/* mkdir one directory of the path (the first len bytes of p, in dir); on
+ * failure undo what this acquire created so far. */
+static int make_one(const struct cachelock__path *p, const char *dir, size_t len,
+                    const char *op, size_t *created_from)
+{
+    if (cachelock__sys.mkdir(dir, 0777) == 0) {
+        if (!*created_from)
+            *created_from = len;
+        return 0;
+    }
+    if (errno == EEXIST)
+        return 0;
+    int rc = cachelock__fail(-errno, op, dir);
+    cachelock__os_undo_create(p, *created_from);
+    *created_from = 0;
+    return rc;
+}
+
 static int make_dirs(const struct cachelock__path *p, size_t *created_from)
 {
     char dir[PATH_MAX];
+    int rc;
     memcpy(dir, p->buf, p->locks_len);
     dir[p->locks_len] = '\0';
 
@@ -92,7 +111,7 @@ static int make_dirs(const struct cachelock__path *p, size_t *created_from)
         if (errno == EEXIST)
             break;
         if (errno != ENOENT) {
-            int rc = cachelock__fail(-errno, "create cache directory", dir);
+            rc = cachelock__fail(-errno, "create cache directory", dir);
             cachelock__os_undo_create(p, *created_from);
             *created_from = 0;
             return rc;
@@ -115,29 +134,14 @@ static int make_dirs(const struct cachelock__path *p, size_t *created_from)
             continue;       /* "a//b" */
         char c = dir[i];
         dir[i] = '\0';
-        if (cachelock__sys.mkdir(dir, 0777) == 0) {
-            if (!*created_from)
-                *created_from = i;
-        } else if (errno != EEXIST) {
-            int rc = cachelock__fail(-errno, "create cache directory", dir);
-            cachelock__os_undo_create(p, *created_from);
-            *created_from = 0;
+        rc = make_one(p, dir, i, "create cache directory", created_from);
+        if (rc < 0)
             return rc;
-        }
         dir[i] = c;
     }
     memcpy(dir, p->buf, p->locks_len);
     dir[p->locks_len] = '\0';
-    if (cachelock__sys.mkdir(dir, 0777) == 0) {
-        if (!*created_from)
-            *created_from = p->locks_len;
-    } else if (errno != EEXIST) {
-        int rc = cachelock__fail(-errno, "create lock directory", dir);
-        cachelock__os_undo_create(p, *created_from);
-        *created_from = 0;
-        return rc;
-    }
-    return 0;
+    return make_one(p, dir, p->locks_len, "create lock directory", created_from);
 }
 
 /* Take away what a failed acquire created: the lock file (only when its
