@@ -79,7 +79,6 @@ static void install(enum sc which, int at, int err)
     cachelock__sys.inotify_add_watch = h_inotify_add;
 }
 
-
 /* The lock must be free: a separate process can take it. */
 static int free_for_others(const char *dir)
 {
