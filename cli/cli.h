@@ -26,6 +26,9 @@ enum {
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A usage error: message, a hint to run --help, and EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The cache directory from $CACHELOCK_DIR when no CACHE_DIR operand was
+ * given; NULL (after printing a usage error for cmd) when it is unset. */
+const char *cli_default_dir(const char *cmd);
 /* Exit status for a library error code (not busy/timeout). */
 int cli_exit_for(int err, const char *msg);
 /* Parse a duration: a decimal number with an optional fraction and unit

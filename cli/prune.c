@@ -98,9 +98,8 @@ int cli_prune(int argc, char **argv)
     if (optind < argc) {
         dir = argv[optind++];
     } else {
-        dir = getenv(ENV_DIR);
-        if (!dir || !*dir)
-            return cli_usage_error("prune", "no CACHE_DIR given and %s is not set", ENV_DIR);
+        if (!(dir = cli_default_dir("prune")))
+            return EXIT_USAGE;
     }
     if (optind < argc)
         return cli_usage_error("prune", "too many operands: expected [CACHE_DIR]");

@@ -312,10 +312,9 @@ int cli_run(int argc, char **argv)
         o.dir = argv[optind];
         o.source = argv[optind + 1];
     } else if (operands == 1 && dashes >= 0) {
-        o.dir = getenv(ENV_DIR);
         o.source = argv[optind];
-        if (!o.dir || !*o.dir)
-            return cli_usage_error("run", "no CACHE_DIR given and %s is not set", ENV_DIR);
+        if (!(o.dir = cli_default_dir("run")))
+            return EXIT_USAGE;
     } else if (operands > 2) {
         return cli_usage_error("run", "too many operands before '--': expected [CACHE_DIR] SOURCE");
     } else {

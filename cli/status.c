@@ -129,9 +129,8 @@ int cli_status(int argc, char **argv)
     if (optind < argc) {
         dir = argv[optind++];
     } else {
-        dir = getenv(ENV_DIR);
-        if (!dir || !*dir)
-            return cli_usage_error("status", "no CACHE_DIR given and %s is not set", ENV_DIR);
+        if (!(dir = cli_default_dir("status")))
+            return EXIT_USAGE;
     }
 
     if (optind < argc) {
@@ -173,10 +172,9 @@ int cli_path(int argc, char **argv)
         dir = argv[1];
         source = argv[2];
     } else if (argc == 2) {
-        dir = getenv(ENV_DIR);
         source = argv[1];
-        if (!dir || !*dir)
-            return cli_usage_error("path", "no CACHE_DIR given and %s is not set", ENV_DIR);
+        if (!(dir = cli_default_dir("path")))
+            return EXIT_USAGE;
     } else {
         return cli_usage_error("path", "expected [CACHE_DIR] SOURCE");
     }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 void cli_error(const char *fmt, ...)
@@ -28,6 +29,15 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     fprintf(stderr, "\nTry 'cachelock %s%s--help' for more information.\n",
             cmd ? cmd : "", cmd ? " " : "");
     return EXIT_USAGE;
+}
+
+const char *cli_default_dir(const char *cmd)
+{
+    const char *dir = getenv(ENV_DIR);
+    if (dir && *dir)
+        return dir;
+    cli_usage_error(cmd, "no CACHE_DIR given and %s is not set", ENV_DIR);
+    return NULL;
 }
 
 int cli_exit_for(int err, const char *msg)

@@ -53,9 +53,9 @@
  *   output pointer is set to NULL, nothing is left to free, nothing is left
  *   locked, and what the call created on disk (directories on the way, a
  *   lock file in a new .locks) is removed again.  An empty lock file created
- *   in an existing .locks stays, as lock files always do.  Every system call
- *   goes through an internal table, and tests/test_faults.c makes each one
- *   fail in turn to prove this.
+ *   in an existing .locks stays, as lock files always do.  The system calls
+ *   of acquire and wait go through an internal table, and
+ *   tests/test_faults.c makes each one fail in turn to prove this.
  *
  *   -EWOULDBLOCK ("busy", from a try) and -ETIMEDOUT (the deadline passed)
  *   are outcomes, not errors of the system: the lock is held by someone else.

@@ -155,7 +155,8 @@ struct cachelock__watch {
 int cachelock__os_watch(const char *path, struct cachelock__watch *w);
 /* Empty a watch descriptor's queue; returns the bytes of events read. */
 long cachelock__os_watch_drain(int wfd);
-/* Remove the watch and keep the instance for the next wait; w->fd = -1. */
+/* Give the instance back for the next wait, which removes this watch
+ * first (off the handoff path); w->fd = -1. */
 void cachelock__os_unwatch(struct cachelock__watch *w);
 /* fork(2) hooks of the instance pool, called by registry.c's handlers. */
 void cachelock__os_notify_prefork(void);
@@ -183,7 +184,9 @@ int cachelock__parse_lockline(const char *line, struct cachelock__lockline *out)
 
 /* ---- system call table (unix/syscalls.c) --------------------------------- */
 
-/* Every system call the library makes goes through this table, so tests can
+/* Every system call of the acquire, wait, release and prune paths goes
+ * through this table (the diagnostics that read /proc and the signal-handler
+ * check in notify.c do not), so tests can
  * inject failures (SQLite's aSyscall[] idea).  Tests link the static
  * library and swap entries; nothing outside the library can see it. */
 struct stat;
@@ -197,6 +200,7 @@ struct cachelock__syscalls {
     int (*fstatat)(int dirfd, const char *path, struct stat *st, int flags);
     int (*mkdir)(const char *path, unsigned mode);
     int (*unlink)(const char *path);
+    int (*rmdir)(const char *path);
     int (*fcntl)(int fd, int cmd, ...);
     int (*poll)(struct pollfd *fds, unsigned long n, int timeout);
     int (*inotify_init1)(int flags);

@@ -66,14 +66,9 @@ static void wait_init(struct cachelock_wait *w, const struct cachelock__path *pa
     w->result = -EINPROGRESS;
 }
 
-static void unwatch(struct cachelock_wait *w)
-{
-    cachelock__os_unwatch(&w->watch);
-}
-
 static void wait_fini(struct cachelock_wait *w)
 {
-    unwatch(w);
+    cachelock__os_unwatch(&w->watch);
     cachelock__attempt_done(&w->a);
 }
 
@@ -93,7 +88,7 @@ static int rewatch(struct cachelock_wait *w)
         return 0;
     if (w->watch.fd >= 0 && w->watched.dev == w->a.id.dev && w->watched.ino == w->a.id.ino)
         return 0;
-    unwatch(w);
+    cachelock__os_unwatch(&w->watch);
     if (cachelock__os_watch(w->a.path.buf, &w->watch) < 0) {
         /* Out of inotify instances or watches (per-user limits), or a
          * filesystem without it: fall back to the re-check timer. */

@@ -58,13 +58,8 @@ int cachelock__os_keep_high(int fd)
     return keep_high(fd);
 }
 
-/* mkdir -p of the cache directory, then mkdir of .locks.  An existing
- * directory is fine; the open that follows finds out whether what exists is
- * really a directory.  *created_from is set to the length of the shallowest
- * directory this call created (0: none), so that a failure later in the
- * same acquire can take them away again (undo_create). */
 /* mkdir one directory of the path (the first len bytes of p, in dir); on
- * failure undo what this acquire created so far. */
+ * failure undo what this call created so far. */
 static int make_one(const struct cachelock__path *p, const char *dir, size_t len,
                     const char *op, size_t *created_from)
 {
@@ -81,10 +76,14 @@ static int make_one(const struct cachelock__path *p, const char *dir, size_t len
     return rc;
 }
 
+/* mkdir -p of the cache directory, then mkdir of .locks.  An existing
+ * directory is fine; the open that follows finds out whether what exists is
+ * really a directory.  *created_from is set to the length of the shallowest
+ * directory this call created (0: none), so that a failure later in the
+ * same acquire can take them away again (undo_create). */
 static int make_dirs(const struct cachelock__path *p, size_t *created_from)
 {
     char dir[PATH_MAX];
-    int rc;
     memcpy(dir, p->buf, p->locks_len);
     dir[p->locks_len] = '\0';
 
@@ -110,12 +109,8 @@ static int make_dirs(const struct cachelock__path *p, size_t *created_from)
         }
         if (errno == EEXIST)
             break;
-        if (errno != ENOENT) {
-            rc = cachelock__fail(-errno, "create cache directory", dir);
-            cachelock__os_undo_create(p, *created_from);
-            *created_from = 0;
-            return rc;
-        }
+        if (errno != ENOENT)    /* nothing created yet: nothing to undo */
+            return cachelock__fail(-errno, "create cache directory", dir);
         while (end > 1 && dir[end - 1] != '/')
             end--;
         while (end > 1 && dir[end - 1] == '/')
@@ -134,7 +129,7 @@ static int make_dirs(const struct cachelock__path *p, size_t *created_from)
             continue;       /* "a//b" */
         char c = dir[i];
         dir[i] = '\0';
-        rc = make_one(p, dir, i, "create cache directory", created_from);
+        int rc = make_one(p, dir, i, "create cache directory", created_from);
         if (rc < 0)
             return rc;
         dir[i] = c;
@@ -162,7 +157,7 @@ void cachelock__os_undo_create(const struct cachelock__path *p, size_t created_f
     for (size_t len = p->locks_len; len >= created_from; len--) {
         if (dir[len] == '/' || dir[len] == '\0') {
             dir[len] = '\0';
-            if (rmdir(dir) < 0 && errno != ENOENT)
+            if (cachelock__sys.rmdir(dir) < 0 && errno != ENOENT)
                 break;      /* not empty: someone else's now */
         }
         if (len == 0)

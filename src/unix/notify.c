@@ -70,8 +70,7 @@ static int instance_take(void)
         }
         cachelock__os_close(idle.fd);
     }
-    int fd;
-    fd = cachelock__sys.inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    int fd = cachelock__sys.inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (fd < 0)
         return -errno;
     fd = cachelock__os_keep_high(fd);
