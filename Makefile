@@ -35,7 +35,7 @@ ALLCFLAGS  = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -pthread -Iinclude $(CFLAGS)
 LIBCFLAGS  = $(ALLCFLAGS) -fPIC -fvisibility=hidden
 ALLLDFLAGS = $(SANFLAGS) -pthread $(LDFLAGS)
 
-LIB_SRC := src/error.c src/name.c src/registry.c src/acquire.c src/wait.c src/holders.c src/prune.c \
+LIB_SRC := src/error.c src/name.c src/registry.c src/pool.c src/acquire.c src/wait.c src/holders.c src/prune.c \
            src/unix/syscalls.c src/unix/file.c src/unix/notify.c src/unix/proc.c
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 HDRS    := include/cachelock.h src/internal.h

@@ -315,6 +315,16 @@ CACHELOCK_EXTERN int cachelock_fd(const cachelock_t *lock);
  * NULL. */
 CACHELOCK_EXTERN int cachelock_mode(const cachelock_t *lock);
 
+/*
+ * cachelock_close_idle - close the lock files this process keeps open
+ * between a release and the next acquire (see KEPT DESCRIPTORS).
+ *
+ * Useful before a program counts or closes its descriptors, or so that an
+ * unmount of the cache's filesystem is not held up by them.  Held locks are
+ * not affected.  Returns the number of descriptors closed.
+ */
+CACHELOCK_EXTERN int cachelock_close_idle(void);
+
 /* ------------------------------------------------------------------------
  * Asynchronous acquire, for event loops
  *

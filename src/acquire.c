@@ -51,85 +51,137 @@ int cachelock__options_check(const cachelock_options_t *opts, cachelock_options_
 
 void cachelock__attempt_init(struct cachelock__attempt *a)
 {
-    a->fd = -1;
+    a->h = NULL;
     a->created_from = 0;
-    a->id.dev = a->id.ino = 0;
+    a->hash = cachelock__path_hash(a->path.buf, a->path.len);
 }
 
 void cachelock__attempt_done(struct cachelock__attempt *a)
 {
-    if (a->fd >= 0)
-        cachelock__os_close(a->fd);
-    a->fd = -1;
+    /* Never granted, so unlocked: it may be kept for later (pool_put
+     * closes it instead when it carries a waiter mark or H_NOKEEP). */
+    if (a->h)
+        cachelock__pool_put(a->h);
+    a->h = NULL;
+}
+
+/* Give a->h an open lock file: an idle one from the pool, or a new one.
+ * A new one is opened with one open(2) when .locks is known good, else
+ * the long way (os_open), which creates what is missing and explains
+ * failures. */
+static int open_handle(struct cachelock__attempt *a)
+{
+    const int nocreate = (a->flags & CACHELOCK_F_NOCREATE) != 0;
+    cachelock_t *h;
+    int local, rc;
+
+    a->h = cachelock__pool_take(a->path.buf, a->path.len, a->hash);
+    if (a->h)
+        return 0;
+    h = cachelock__sys.malloc(sizeof *h + a->path.len + 1);
+    if (!h)
+        return cachelock__fail(-ENOMEM, "allocate a handle for lock file", a->path.buf);
+    memcpy(h->path, a->path.buf, a->path.len + 1);
+    h->path_len = (unsigned short)a->path.len;
+    h->hash = a->hash;
+    h->flags = 0;
+    h->fd = -1;
+    if (cachelock__dir_known(&a->path, &local)) {
+        h->fd = cachelock__os_open_known(&a->path, nocreate);
+        if (h->fd < 0 && h->fd != -EAGAIN) {
+            rc = h->fd;
+            free(h);
+            return cachelock__fail(rc, "open lock file", a->path.buf);
+        }
+    }
+    if (h->fd < 0) {
+        rc = cachelock__os_open(&a->path, nocreate, &h->fd, &h->id, &local, &a->created_from);
+        if (rc < 0) {
+            free(h);
+            return rc;
+        }
+        h->flags = H_ID_KNOWN;
+        cachelock__dir_remember(&a->path, local);
+    }
+    /* else: the identity is read after the grant, by os_check_granted */
+    if (local)
+        h->flags |= H_POOLABLE;
+    h->checked_ms = cachelock__os_now_coarse_ms();
+    h->fork_gen = cachelock__fork_generation();
+    a->h = h;
+    return 0;
 }
 
 int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t **out)
 {
-    cachelock_t *lock;
+    cachelock_t *h;
     int rc;
 
     *out = NULL;
-    /* Allocate first: failing after the lock is granted would mean
-     * unlocking again, and another waiter could see a spurious grant. */
-    lock = cachelock__sys.malloc(sizeof *lock);
-    if (!lock)
-        return cachelock__fail(-ENOMEM, "allocate a handle for lock file", a->path.buf);
-
     for (int reopens = 0;; reopens++) {
-        if (reopens > MAX_REOPENS) {
-            rc = cachelock__failf(-EAGAIN, "cannot lock '%s': the file keeps being replaced",
-                                  a->path.buf);
-            goto fail;
-        }
-        if (a->fd < 0) {
-            rc = cachelock__os_open(&a->path, (a->flags & CACHELOCK_F_NOCREATE) != 0,
-                                    &a->fd, &a->id, &a->created_from);
+        if (reopens > MAX_REOPENS)
+            return cachelock__failf(-EAGAIN, "cannot lock '%s': the file keeps being replaced",
+                                    a->path.buf);
+        if (!a->h) {
+            rc = open_handle(a);
             if (rc < 0)
-                goto fail;
+                return rc;
         }
-        rc = cachelock__registry_check(&a->id, a->mode);
-        if (rc < 0) {
-            cachelock__fail(rc, "lock", a->path.buf);
-            goto close_fd;
-        }
-        rc = cachelock__os_lock(a->fd, a->mode, block);
+        h = a->h;
+        /* Try without waiting first: the uncontended case then costs one
+         * call, and only a busy lock pays for the deadlock check. */
+        rc = cachelock__os_lock(h->fd, a->mode, 0);
         if (rc == -EWOULDBLOCK) {
-            a->created_from = 0;    /* someone else uses what we created */
-            free(lock);
-            return cachelock__failf(rc, "cannot lock '%s': held by another owner", a->path.buf);
+            if (!(h->flags & H_ID_KNOWN) && (rc = cachelock__os_read_id(h)) < 0)
+                goto close_fd;
+            rc = cachelock__registry_check(&h->id, a->mode);
+            if (rc < 0) {
+                cachelock__fail(rc, "lock", a->path.buf);
+                goto close_fd;
+            }
+            if (!block) {
+                a->created_from = 0;    /* someone else uses what we created */
+                return cachelock__failf(-EWOULDBLOCK, "cannot lock '%s': held by another owner",
+                                        a->path.buf);
+            }
+            rc = cachelock__os_lock(h->fd, a->mode, 1);
         }
         if (rc < 0) {
             cachelock__fail(rc, rc == -EINTR ? "wait for lock" : "lock", a->path.buf);
             goto close_fd;
         }
-        rc = cachelock__os_same_file(&a->path, &a->id);
+        rc = cachelock__os_check_granted(h);
         if (rc == 1)
             break;
         /* Pruned or replaced while we waited: this lock protects nothing. */
         if (rc < 0)
             cachelock__os_undo_create(&a->path, a->created_from);
-        cachelock__os_unlock(a->fd);
+        cachelock__os_unlock(h->fd);
+        h->flags |= H_NOKEEP;
         cachelock__attempt_done(a);
         if (rc < 0)
-            goto fail;
+            return rc;
         a->created_from = 0;
     }
 
+    if (h->flags & H_WAITING) {
+        /* Granted: a holder must not look like a waiter to releasers. */
+        if (cachelock__os_mark_waiting(h->fd, 0) < 0)
+            h->flags |= H_NOKEEP;
+        h->flags &= (unsigned short)~H_WAITING;
+    }
     a->created_from = 0;
-    lock->fd = a->fd;
-    lock->id = a->id;
-    lock->mode = a->mode;
-    cachelock__registry_add(lock);
-    a->fd = -1;     /* now owned by the handle */
-    *out = lock;
+    h->mode = a->mode;
+    cachelock__registry_add(h);
+    a->h = NULL;     /* now owned by the caller */
+    *out = h;
     return 0;
 
 close_fd:
     cachelock__os_undo_create(&a->path, a->created_from);
     a->created_from = 0;
+    h->flags |= H_NOKEEP;
     cachelock__attempt_done(a);
-fail:
-    free(lock);
     return rc;
 }
 
@@ -176,23 +228,38 @@ void cachelock_release(cachelock_t *lock)
 {
     if (!lock)
         return;
-    /* Unlock explicitly before closing: a forked child may hold a copy of
-     * the descriptor, and close(2) alone would leave the lock held by that
-     * copy.  A handle inherited from the parent is only closed. */
+    /* Unlock explicitly rather than rely on close(2): a forked child may
+     * hold a copy of the descriptor, and close alone would leave the lock
+     * held by that copy.  A handle inherited from the parent is only
+     * closed. */
     int ours = cachelock__registry_remove(lock);
     if (ours < 0) {
         cachelock__failf(-EINVAL, "cannot release lock: not a held lock (released twice?)");
         return;
     }
-    if (ours)
-        cachelock__os_unlock(lock->fd);
-    cachelock__os_close(lock->fd);
-    free(lock);
+    if (!ours) {
+        cachelock__handle_free(lock);
+        return;
+    }
+    if (cachelock__os_unlock(lock->fd) < 0)
+        lock->flags |= H_NOKEEP;
+    /* Kept open, the release makes no inotify event; a timed or
+     * asynchronous waiter has marked the file, and then we close so that
+     * its watch sees the release now rather than at its next re-check. */
+    if ((lock->flags & (H_POOLABLE | H_EXPOSED | H_NOKEEP)) == H_POOLABLE &&
+        cachelock__os_has_waiters(lock->fd))
+        lock->flags |= H_NOKEEP;
+    cachelock__pool_put(lock);
 }
 
 int cachelock_fd(const cachelock_t *lock)
 {
-    return lock ? lock->fd : -EINVAL;
+    if (!lock)
+        return -EINVAL;
+    /* Handed out, the descriptor may be shared with a child or dup'ed:
+     * never reuse it for another acquire. */
+    ((cachelock_t *)lock)->flags |= H_EXPOSED;
+    return lock->fd;
 }
 
 int cachelock_mode(const cachelock_t *lock)

@@ -67,14 +67,33 @@ struct cachelock__fileid {
     uint64_t ino;
 };
 
+/* A lock handle, and also an entry of the pool of released descriptors
+ * (pool.c): a handle is either held (in the registry, locked by its owner)
+ * or idle (in the pool, unlocked), never both, so no two holders ever
+ * share a descriptor. */
 struct cachelock {
-    struct cachelock *next;         /* registry bucket chain */
-    struct cachelock__fileid id;
+    struct cachelock *next;         /* registry chain when held, pool
+                                       bucket chain when idle */
+    struct cachelock *older, *newer;/* pool age list when idle */
+    struct cachelock__fileid id;    /* valid when H_ID_KNOWN */
+    pthread_t owner;                /* the thread that acquired it */
+    uint64_t hash;                  /* of path, the pool key */
+    int64_t checked_ms;             /* when path last named this file */
     int fd;
     cachelock_mode_t mode;
-    pthread_t owner;                /* the thread that acquired it */
-    unsigned fork_gen;              /* registry generation when acquired */
+    unsigned fork_gen;              /* fork generation when opened */
+    unsigned short flags;           /* H_* below */
+    unsigned short path_len;
+    char path[];                    /* "{cache_dir}/.locks/{source}.lock" */
 };
+
+#define H_ID_KNOWN  0x1     /* id has been read with fstat(2) */
+#define H_POOLABLE  0x2     /* local filesystem: may be pooled, may mark
+                               itself waiting (see os_mark_waiting) */
+#define H_EXPOSED   0x4     /* cachelock_fd() gave the descriptor away */
+#define H_WAITING   0x8     /* carries a waiter mark */
+#define H_NOKEEP    0x10    /* close at release: unlinked by prune, a waiter
+                               is marked, or the state is unknown */
 
 /* 0 if the calling thread may wait for id in mode; -EDEADLK if it holds id
  * in a conflicting mode itself. */
@@ -86,20 +105,45 @@ unsigned cachelock__fork_generation(void);
  * generation), 0 if it was inherited from a parent across fork(2), -1 if it
  * is not a live handle (released already): then it must not be touched. */
 int cachelock__registry_remove(struct cachelock *lock);
+/* The one mutex of the process-wide tables (registry and pool); taking it
+ * returns the current fork generation.  fork(2) waits for it. */
+unsigned cachelock__tables_lock(void);
+void cachelock__tables_unlock(void);
+
+/* ---- released descriptors kept open (pool.c) ----------------------------- */
+
+/* Hash of a lock path, the pool key. */
+uint64_t cachelock__path_hash(const char *path, size_t len);
+/* An idle handle for path, opened in this process, removed from the pool;
+ * NULL if there is none. */
+cachelock_t *cachelock__pool_take(const char *path, size_t len, uint64_t hash);
+/* Keep an unlocked handle for later; closes and frees it (or an older one)
+ * instead when it cannot be kept. */
+void cachelock__pool_put(cachelock_t *h);
+/* Close and free a handle that is not held. */
+void cachelock__handle_free(cachelock_t *h);
+/* Is the .locks directory of p known (checked within the last second) to
+ * be a real directory, and on a local filesystem (*local)? */
+int cachelock__dir_known(const struct cachelock__path *p, int *local);
+/* Remember that the .locks directory of p was just opened safely. */
+void cachelock__dir_remember(const struct cachelock__path *p, int local);
+/* Forget every remembered directory (tests: the first-time path). */
+void cachelock__dirs_forget(void);
 
 /* ---- one acquire attempt (acquire.c) ------------------------------------- */
 
 /* State shared by the blocking acquire and the wait machine (wait.c). */
 struct cachelock__attempt {
     struct cachelock__path path;
+    uint64_t hash;                  /* of path.buf */
     cachelock_mode_t mode;
     unsigned flags;
-    int fd;                         /* open lock file, or -1 */
-    struct cachelock__fileid id;    /* identity of fd */
+    cachelock_t *h;                 /* the open lock file, or NULL */
     size_t created_from;            /* directories this attempt created */
 };
 
 int cachelock__options_check(const cachelock_options_t *opts, cachelock_options_t *out);
+/* Set up a from the path already in a->path. */
 void cachelock__attempt_init(struct cachelock__attempt *a);
 /* Open if needed and try once (block != 0: wait in the kernel).  Returns 0
  * with *out held, -EWOULDBLOCK when busy (fd stays open for the next try), or
@@ -114,21 +158,44 @@ int cachelock__wait_acquire(const struct cachelock__path *path, const cachelock_
 /* ---- OS layer (src/unix) ------------------------------------------------- */
 
 /* Open (creating what is missing unless nocreate) the lock file of p.
- * Returns 0 with *fd, *id and *created_from (length of the shallowest
- * directory this call created, 0 if none), or a negative code with the
- * message set and nothing created left behind. */
+ * Returns 0 with *fd, *id, *local (1: a local filesystem, see
+ * os_mark_waiting) and *created_from (length of the shallowest directory
+ * this call created, 0 if none), or a negative code with the message set
+ * and nothing created left behind. */
 int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fd,
-                       struct cachelock__fileid *id, size_t *created_from);
+                       struct cachelock__fileid *id, int *local, size_t *created_from);
+/* The quick open when .locks is known good: one open(2) of the whole path.
+ * Returns the descriptor, -EAGAIN when os_open must try (it creates what is
+ * missing, falls back to read-only and explains), or another negative
+ * code. */
+int cachelock__os_open_known(const struct cachelock__path *p, int nocreate);
+/* fstat(2) h->fd into h->id (H_ID_KNOWN); a negative code if that fails or
+ * the file is not a regular file. */
+int cachelock__os_read_id(cachelock_t *h);
+/* After a grant: does h's path still name the file h->fd locked?  1 yes,
+ * 0 no (removed or replaced), negative on error.  One fstat(2) when the
+ * file has one link and its path was resolved within the last second,
+ * otherwise a stat(2) of the path too. */
+int cachelock__os_check_granted(cachelock_t *h);
+/* Waiter marks: a timed or asynchronous waiter puts an OFD read lock on
+ * one byte far beyond the data (flock(2) and OFD locks are independent on
+ * local filesystems), and a releaser that keeps its descriptor open tests
+ * for it and closes instead, so that the waiter's inotify watch sees a
+ * close.  Only on local filesystems: NFS emulates flock(2) with byte-range
+ * locks, which such a mark would conflict with. */
+int cachelock__os_mark_waiting(int fd, int on);
+/* 1 if some other open file holds a waiter mark on fd's file, else 0. */
+int cachelock__os_has_waiters(int fd);
+/* Coarse monotonic clock in milliseconds (cheap; a few ms resolution). */
+int64_t cachelock__os_now_coarse_ms(void);
 /* Remove what an open that reported created_from made, after a later
  * failure of the same acquire.  Keeps errno. */
 void cachelock__os_undo_create(const struct cachelock__path *p, size_t created_from);
 /* flock the descriptor: 0, -EWOULDBLOCK (only when !block), -EINTR, -errno. */
 int cachelock__os_lock(int fd, cachelock_mode_t mode, int block);
-void cachelock__os_unlock(int fd);
+/* 0, or -errno: then only closing the descriptor is sure to unlock. */
+int cachelock__os_unlock(int fd);
 void cachelock__os_close(int fd);
-/* Does the path still name the file id?  1 yes, 0 no (removed or replaced),
- * negative on error. */
-int cachelock__os_same_file(const struct cachelock__path *p, const struct cachelock__fileid *id);
 /* Remove the lock file of p (we hold its lock). */
 int cachelock__os_unlink(const struct cachelock__path *p);
 /* Milliseconds since the file of fd last changed (its creation, for lock
@@ -190,6 +257,7 @@ int cachelock__parse_lockline(const char *line, struct cachelock__lockline *out)
  * inject failures (SQLite's aSyscall[] idea).  Tests link the static
  * library and swap entries; nothing outside the library can see it. */
 struct stat;
+struct statfs;
 struct pollfd;
 struct cachelock__syscalls {
     int (*open)(const char *path, int flags, ...);
@@ -208,6 +276,7 @@ struct cachelock__syscalls {
     int (*inotify_rm_watch)(int fd, int wd);
     long (*read)(int fd, void *buf, size_t n);
     void *(*malloc)(size_t n);
+    int (*fstatfs)(int fd, struct statfs *st);
 };
 extern struct cachelock__syscalls cachelock__sys;
 /* Put every entry back to the real call. */

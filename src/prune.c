@@ -56,6 +56,8 @@ static int prune_one(const char *cache_dir, const char *source, long older_than_
         return 0;
     }
     rc = (flags & CACHELOCK_PRUNE_DRY_RUN) ? 0 : cachelock__os_unlink(&a.path);
+    if (!(flags & CACHELOCK_PRUNE_DRY_RUN))
+        lock->flags |= H_NOKEEP;    /* unlinked (or maybe): never reuse */
     cachelock_release(lock);
     if (rc < 0)
         goto failed;

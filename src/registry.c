@@ -12,6 +12,9 @@
  * path, so two spellings of one cache directory (a symlink, "a/../b") are
  * still recognised as the same lock.
  *
+ * The same mutex guards the pool of idle descriptors (pool.c), so that one
+ * atfork handler makes both consistent in a child.
+ *
  * fork(2): a child starts with a copy of the table but owns none of the
  * parent's locks.  An atfork handler bumps a generation counter in the child;
  * entries of an older generation are ignored by checks and are only closed,
@@ -60,6 +63,18 @@ static void after_fork_child(void)
 static void init(void)
 {
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+}
+
+unsigned cachelock__tables_lock(void)
+{
+    pthread_once(&once, init);
+    pthread_mutex_lock(&mutex);
+    return generation;
+}
+
+void cachelock__tables_unlock(void)
+{
+    pthread_mutex_unlock(&mutex);
 }
 
 unsigned cachelock__fork_generation(void)

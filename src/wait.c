@@ -52,7 +52,11 @@ struct cachelock_wait {
 static void wait_init(struct cachelock_wait *w, const struct cachelock__path *path,
                       const cachelock_options_t *o)
 {
-    memcpy(&w->a.path, path, sizeof *path);
+    /* Only the bytes in use: a try of a free lock comes through here too. */
+    w->a.path.dir_len = path->dir_len;
+    w->a.path.locks_len = path->locks_len;
+    w->a.path.len = path->len;
+    memcpy(w->a.path.buf, path->buf, path->len + 1);
     w->a.mode = o->mode;
     w->a.flags = o->flags;
     cachelock__attempt_init(&w->a);
@@ -80,13 +84,16 @@ static int finish(struct cachelock_wait *w, int rc)
     return rc;
 }
 
-/* (Re)arm the watch when there is none or the lock file was replaced.
- * Returns 1 if a new watch was set up. */
+/* (Re)arm the watch when there is none or the lock file was replaced, and
+ * mark the file as waited for, so that a holder of this library that would
+ * keep its descriptor open closes it instead (see pool.c).  Returns 1 if a
+ * new watch was set up. */
 static int rewatch(struct cachelock_wait *w)
 {
-    if (w->watch_failed || w->a.fd < 0)
+    cachelock_t *h = w->a.h;
+    if (w->watch_failed || !h)
         return 0;
-    if (w->watch.fd >= 0 && w->watched.dev == w->a.id.dev && w->watched.ino == w->a.id.ino)
+    if (w->watch.fd >= 0 && w->watched.dev == h->id.dev && w->watched.ino == h->id.ino)
         return 0;
     cachelock__os_unwatch(&w->watch);
     if (cachelock__os_watch(w->a.path.buf, &w->watch) < 0) {
@@ -95,7 +102,12 @@ static int rewatch(struct cachelock_wait *w)
         w->watch_failed = 1;
         return 0;
     }
-    w->watched = w->a.id;
+    w->watched = h->id;
+    /* Without the mark a pooled release goes unseen until the re-check
+     * timer; that is the fallback if it cannot be set. */
+    if ((h->flags & (H_POOLABLE | H_WAITING)) == H_POOLABLE &&
+        cachelock__os_mark_waiting(h->fd, 1) == 0)
+        h->flags |= H_WAITING;
     return 1;
 }
 

@@ -47,7 +47,15 @@ static int h_fstatat(int d, const char *p, struct stat *st, int f)
 {
     return hit(S_FSTATAT) ? -1 : fstatat(d, p, st, f);
 }
-static int h_flock(int fd, int op) { return hit(S_FLOCK) ? -1 : flock(fd, op); }
+/* A non-blocking flock(2) cannot really be interrupted and is retried. */
+static int hit_nonblocking;
+static int h_flock(int fd, int op)
+{
+    if (!hit(S_FLOCK))
+        return flock(fd, op);
+    hit_nonblocking = (op & LOCK_NB) != 0;
+    return -1;
+}
 static int h_fcntl(int fd, int cmd, ...)
 {
     va_list ap; va_start(ap, cmd); long arg = va_arg(ap, long); va_end(ap);
@@ -67,6 +75,7 @@ static void install(enum sc which, int at, int err)
     fail_at = at;
     fail_errno = err;
     calls = 0;
+    hit_nonblocking = 0;
     cachelock__sys.open = h_open;
     cachelock__sys.openat = h_openat;
     cachelock__sys.mkdir = h_mkdir;
@@ -99,7 +108,24 @@ struct scenario {
     int expect;         /* the result without a fault: 0 or -ETIMEDOUT */
     int busy;           /* someone else holds the lock throughout */
     int fresh;          /* the cache does not exist before */
+    int kept;           /* what the process kept from earlier acquires:
+                           COLD nothing, DIR_KNOWN the checked .locks,
+                           POOLED also an idle descriptor */
 };
+enum { COLD, DIR_KNOWN, POOLED };
+
+/* Put the library's per-process memory into the state the scenario wants. */
+static void prepare(const char *dir, const struct scenario *sc)
+{
+    cachelock_close_idle();
+    if (sc->kept == COLD)
+        cachelock__dirs_forget();
+    if (sc->kept == POOLED) {
+        cachelock_t *lock;
+        CHECK_EQ(cachelock_acquire(dir, "s", &lock), 0);
+        cachelock_release(lock);
+    }
+}
 
 static void remove_cache(void)
 {
@@ -135,6 +161,11 @@ static int run_all(const char *dir, const struct scenario *sc)
     if (sc->fresh)
         remove_cache();
     snapshot_tree(tap_dir, before, sizeof before);
+    /* Released lock files are kept open for the next acquire; close them
+     * so that only what a failure left behind is counted. */
+    cachelock_close_idle();
+    if (sc->kept == COLD)
+        cachelock__dirs_forget();
     int fds = count_fds();
     size_t heap = mallinfo2().uordblks;
 
@@ -144,6 +175,8 @@ static int run_all(const char *dir, const struct scenario *sc)
             if (s == S_MALLOC && err != ENOMEM)
                 continue;       /* malloc fails only one way */
             for (int at = 1; at < 10; at++) {
+                if (!sc->fresh)
+                    prepare(dir, sc);
                 lock = (cachelock_t *)&lock;
                 install((enum sc)s, at, err);
                 int rc = sc->run(dir, &lock);
@@ -161,8 +194,8 @@ static int run_all(const char *dir, const struct scenario *sc)
                 if (rc == sc->expect) {
                     /* Retried (EINTR), worked around (read-only open), or a
                      * watch failure that only costs the fast wake-up. */
-                    if (rc == 0 && !(err == EINTR && s != S_FLOCK) &&
-                        !(s == S_OPENAT && (err == EACCES || err == EROFS)))
+                    if (rc == 0 && !(err == EINTR && (s != S_FLOCK || hit_nonblocking)) &&
+                        !((s == S_OPENAT || s == S_OPEN) && (err == EACCES || err == EROFS)))
                         fail_case((enum sc)s, at, err, "succeeded despite the fault");
                 } else if (rc == -err) {
                     if (lock != NULL)
@@ -181,6 +214,9 @@ static int run_all(const char *dir, const struct scenario *sc)
                     snprintf(what, sizeof what, "returned %d", rc);
                     fail_case((enum sc)s, at, err, what);
                 }
+                cachelock_close_idle();
+                if (sc->kept == COLD)
+                    cachelock__dirs_forget();
                 if (count_fds() != fds)
                     fail_case((enum sc)s, at, err, "descriptor leaked");
                 if (mallinfo2().uordblks != heap)
@@ -201,21 +237,39 @@ static int acquire_blocking(const char *dir, cachelock_t **out)
 static void test_faults_in_a_fresh_cache_leave_nothing_behind(void)
 {
     /* Nothing exists: mkdir -p, open, fstat, flock, identity check. */
-    static const struct scenario sc = { acquire_blocking, 0, 0, 1 };
+    static const struct scenario sc = { acquire_blocking, 0, 0, 1, COLD };
     int hits = run_all(tpath("c"), &sc);
     tap_diag("%d faults injected", hits);
     CHECK(hits > 50);
 }
 
-static void test_faults_in_an_existing_cache(void)
+/* An existing cache, seen for the first time (the long open through
+ * .locks), seen lately (one open of the whole path), and with the lock
+ * file still open from the last release (no open at all). */
+static void existing_cache(int kept, int min_hits)
 {
-    static const struct scenario sc = { acquire_blocking, 0, 0, 0 };
+    const struct scenario sc = { acquire_blocking, 0, 0, 0, kept };
     cachelock_t *lock;
     CHECK_EQ(cachelock_acquire(tpath("c"), "s", &lock), 0);
     cachelock_release(lock);
     int hits = run_all(tpath("c"), &sc);
     tap_diag("%d faults injected", hits);
-    CHECK(hits > 30);
+    CHECK(hits > min_hits);
+}
+
+static void test_faults_in_an_existing_cache_seen_first(void)
+{
+    existing_cache(COLD, 30);
+}
+
+static void test_faults_in_an_existing_cache_seen_lately(void)
+{
+    existing_cache(DIR_KNOWN, 20);
+}
+
+static void test_faults_with_the_lock_file_kept_open(void)
+{
+    existing_cache(POOLED, 15);
 }
 
 static int timed_on_busy(const char *dir, cachelock_t **out)
@@ -227,7 +281,7 @@ static int timed_on_busy(const char *dir, cachelock_t **out)
 
 static void test_faults_during_a_timed_wait(void)
 {
-    static const struct scenario sc = { timed_on_busy, -ETIMEDOUT, 1, 0 };
+    static const struct scenario sc = { timed_on_busy, -ETIMEDOUT, 1, 0, COLD };
     struct holder h = holder_spawn(tpath("c"), "s", CACHELOCK_EXCLUSIVE);
     holder_wait_locked(&h);
     int hits = run_all(tpath("c"), &sc);
@@ -239,6 +293,8 @@ static void test_faults_during_a_timed_wait(void)
 
 TAP_MAIN(
     T(test_faults_in_a_fresh_cache_leave_nothing_behind, 120),
-    T(test_faults_in_an_existing_cache, 120),
+    T(test_faults_in_an_existing_cache_seen_first, 120),
+    T(test_faults_in_an_existing_cache_seen_lately, 120),
+    T(test_faults_with_the_lock_file_kept_open, 120),
     T(test_faults_during_a_timed_wait, 120),
 )

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -188,8 +189,41 @@ static int open_locks_dir(const struct cachelock__path *p)
     return dfd;
 }
 
+/* Filesystems whose locks are the local kernel's own (fs/locks.c), where
+ * flock(2) and OFD byte-range locks never interact.  Network and FUSE
+ * filesystems may implement or emulate both with one server-side
+ * mechanism (NFS turns flock into a whole-file byte-range lock), so there
+ * descriptors are not pooled and waiters put no marks: releases close, as
+ * they did before the pool existed.  Magic numbers from statfs(2). */
+static int is_local_fs(long type)
+{
+    switch ((unsigned long)type & 0xffffffffu) {
+    case 0xEF53:        /* ext2, ext3, ext4 */
+    case 0x58465342:    /* xfs */
+    case 0x9123683E:    /* btrfs */
+    case 0x01021994:    /* tmpfs */
+    case 0x858458F6:    /* ramfs */
+    case 0x794C7630:    /* overlayfs */
+    case 0x2FC12FC1:    /* zfs */
+    case 0xF2F52010:    /* f2fs */
+    case 0xCA451A4E:    /* bcachefs */
+    case 0x52654973:    /* reiserfs */
+    case 0x3153464A:    /* jfs */
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int dir_is_local(int dfd)
+{
+    struct statfs sf;
+    /* Unknown means not local: no pool, the behaviour that is always safe. */
+    return cachelock__sys.fstatfs(dfd, &sf) == 0 && is_local_fs((long)sf.f_type);
+}
+
 int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
-                       struct cachelock__fileid *id, size_t *created_from)
+                       struct cachelock__fileid *id, int *local, size_t *created_from)
 {
     const char *file = cachelock__path_file(p);
     const int common = O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
@@ -197,6 +231,7 @@ int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
     struct stat st;
 
     *fdp = -1;
+    *local = 0;
     *created_from = 0;
     for (;;) {
         dfd = open_locks_dir(p);
@@ -240,6 +275,8 @@ int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
             continue;
         }
         int err = errno;
+        if (fd >= 0)
+            *local = dir_is_local(dfd);
         cachelock__sys.close(dfd);
         if (fd < 0) {
             rc = cachelock__fail(-err, "open lock file", p->buf);
@@ -290,10 +327,14 @@ int cachelock__os_lock(int fd, cachelock_mode_t mode, int block)
     }
 }
 
-void cachelock__os_unlock(int fd)
+int cachelock__os_unlock(int fd)
 {
-    while (cachelock__sys.flock(fd, LOCK_UN) < 0 && errno == EINTR)
-        ;
+    for (;;) {
+        if (cachelock__sys.flock(fd, LOCK_UN) == 0)
+            return 0;
+        if (errno != EINTR)
+            return -errno;
+    }
 }
 
 void cachelock__os_close(int fd)
@@ -305,15 +346,116 @@ void cachelock__os_close(int fd)
     errno = saved;
 }
 
-int cachelock__os_same_file(const struct cachelock__path *p, const struct cachelock__fileid *id)
+int cachelock__os_open_known(const struct cachelock__path *p, int nocreate)
+{
+    /* .locks was opened with O_NOFOLLOW and found to be a directory within
+     * the last second, so the whole path can be opened in one call; the
+     * last component still refuses symbolic links. */
+    int fd = cachelock__sys.open(p->buf, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+                                 (nocreate ? 0 : O_CREAT), 0666);
+    if (fd >= 0) {
+        fd = keep_high(fd);
+        return fd >= 0 ? fd : -errno;
+    }
+    switch (errno) {
+    case ENOENT: case ENOTDIR: case ELOOP:      /* .locks changed: create, explain */
+    case EACCES: case EPERM: case EROFS:        /* read-only fallback */
+    case EINTR:
+        return -EAGAIN;     /* go the long way (os_open) */
+    default:
+        return -errno;      /* EMFILE, EISDIR, ...: the long way would say the same */
+    }
+}
+
+int cachelock__os_read_id(cachelock_t *h)
 {
     struct stat st;
-    if (cachelock__sys.fstatat(AT_FDCWD, p->buf, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+    if (cachelock__sys.fstat(h->fd, &st) < 0)
+        return cachelock__fail(-errno, "stat lock file", h->path);
+    if (!S_ISREG(st.st_mode))
+        return cachelock__failf(-ENXIO, "cannot open lock file '%s': not a regular file", h->path);
+    h->id.dev = (uint64_t)st.st_dev;
+    h->id.ino = (uint64_t)st.st_ino;
+    h->flags |= H_ID_KNOWN;
+    return 0;
+}
+
+/* How long a path resolution is trusted for a file that still has its one
+ * link: catches a renamed .locks or cache directory within that time.
+ * Removal (pruning, rm -rf) is seen at once through the link count. */
+#define PATH_TRUST_MS 1000
+
+int cachelock__os_check_granted(cachelock_t *h)
+{
+    struct stat st;
+    if (cachelock__sys.fstat(h->fd, &st) < 0)
+        return cachelock__fail(-errno, "stat lock file", h->path);
+    if (!(h->flags & H_ID_KNOWN)) {
+        if (!S_ISREG(st.st_mode))
+            return cachelock__failf(-ENXIO, "cannot open lock file '%s': not a regular file",
+                                    h->path);
+        h->id.dev = (uint64_t)st.st_dev;
+        h->id.ino = (uint64_t)st.st_ino;
+        h->flags |= H_ID_KNOWN;
+    }
+    if (st.st_nlink == 0)
+        return 0;       /* unlinked: pruned or deleted while we waited */
+    int64_t now = cachelock__os_now_coarse_ms();
+    if (st.st_nlink == 1 && now - h->checked_ms < PATH_TRUST_MS)
+        return 1;
+    /* A second link (a hard-linked copy of the cache) or an old
+     * resolution: look the path up again. */
+    if (cachelock__sys.fstatat(AT_FDCWD, h->path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
         if (errno == ENOENT)
             return 0;
-        return cachelock__fail(-errno, "check lock file", p->buf);
+        return cachelock__fail(-errno, "check lock file", h->path);
     }
-    return (uint64_t)st.st_dev == id->dev && (uint64_t)st.st_ino == id->ino;
+    if ((uint64_t)st.st_dev != h->id.dev || (uint64_t)st.st_ino != h->id.ino)
+        return 0;
+    h->checked_ms = now;
+    return 1;
+}
+
+/* The waiter mark: one byte at the far end of the file's range, so that it
+ * cannot meet a byte-range lock some other program takes on the data. */
+#define MARK_OFFSET ((off_t)0x7ffffffffffffffeLL)
+
+int cachelock__os_mark_waiting(int fd, int on)
+{
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = on ? F_RDLCK : F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = MARK_OFFSET;
+    fl.l_len = 1;
+    if (cachelock__sys.fcntl(fd, F_OFD_SETLK, &fl) < 0)
+        return -errno;
+    return 0;
+}
+
+int cachelock__os_has_waiters(int fd)
+{
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = MARK_OFFSET;
+    fl.l_len = 1;
+    /* If the test fails, assume a waiter: closing is always safe. */
+    if (cachelock__sys.fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return 1;
+    return fl.l_type != F_UNLCK;
+}
+
+int64_t cachelock__os_now_coarse_ms(void)
+{
+    struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int cachelock__os_unlink(const struct cachelock__path *p)

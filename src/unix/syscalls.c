@@ -14,6 +14,7 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 static int sys_mkdir(const char *path, unsigned mode) { return mkdir(path, (mode_t)mode); }
@@ -22,7 +23,7 @@ static long sys_read(int fd, void *buf, size_t n) { return (long)read(fd, buf, n
 
 #define REAL_SYSCALLS { open, openat, close, flock, fstat, fstatat, sys_mkdir, unlink, rmdir, fcntl, \
                         sys_poll, inotify_init1, inotify_add_watch, inotify_rm_watch, \
-                        sys_read, malloc }
+                        sys_read, malloc, fstatfs }
 
 struct cachelock__syscalls cachelock__sys = REAL_SYSCALLS;
 

@@ -1,0 +1,266 @@
+/*
+ * test_pool.c - released lock files kept open for the next acquire: reuse,
+ * the bound, fork, pruning and deletion while idle, and prompt wake-ups of
+ * timed and asynchronous waiters when the releaser keeps its descriptor.
+ */
+#include "helpers.h"
+#include "internal.h"
+
+#include <poll.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+/* Does the handle lock the file its path names now? */
+static int locks_current_file(cachelock_t *lock, const char *source)
+{
+    char path[600];
+    struct stat a, b;
+    snprintf(path, sizeof path, "%s/.locks/%s.lock", tap_dir, source);
+    return fstat(cachelock_fd(lock), &a) == 0 && stat(path, &b) == 0 &&
+           a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static int acquire(const char *source, cachelock_t **lock)
+{
+    return cachelock_acquire(tap_dir, source, lock);
+}
+
+/* try_once from another process (in this thread it would be -EDEADLK). */
+static int try_elsewhere(const char *source)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        int rc = try_once(tap_dir, source, CACHELOCK_EXCLUSIVE);
+        _exit(rc == 0 ? 0 : rc == -EWOULDBLOCK ? 1 : 2);
+    }
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) < 2);
+    return WEXITSTATUS(status) == 0 ? 0 : -EWOULDBLOCK;
+}
+
+static void test_a_released_lock_file_is_reused_and_closed_on_request(void)
+{
+    cachelock_t *lock;
+    CHECK_EQ(acquire("s", &lock), 0);
+    cachelock_release(lock);
+    CHECK_EQ(cachelock_close_idle(), 1);
+    CHECK_EQ(cachelock_close_idle(), 0);
+
+    /* Reuse: no new descriptor, the same open file. */
+    CHECK_EQ(acquire("s", &lock), 0);
+    cachelock_release(lock);
+    int fds = count_fds();
+    CHECK_EQ(acquire("s", &lock), 0);
+    CHECK_EQ(count_fds(), fds);
+    CHECK(locks_current_file(lock, "s"));
+    CHECK_EQ(try_elsewhere("s"), -EWOULDBLOCK);
+    cachelock_release(lock);
+    CHECK_EQ(try_elsewhere("s"), 0);
+}
+
+static void test_two_holders_never_share_a_descriptor(void)
+{
+    cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
+    cachelock_t *a, *b;
+    o.mode = CACHELOCK_SHARED;
+    CHECK_EQ(cachelock_acquire_ex(tap_dir, "s", &o, &a), 0);
+    cachelock_release(a);           /* now idle */
+    CHECK_EQ(cachelock_acquire_ex(tap_dir, "s", &o, &a), 0);
+    CHECK_EQ(cachelock_acquire_ex(tap_dir, "s", &o, &b), 0);
+    CHECK(cachelock_fd(a) != cachelock_fd(b));
+    /* Releasing one leaves the other held: an exclusive try elsewhere fails. */
+    cachelock_release(a);
+    CHECK_EQ(try_elsewhere("s"), -EWOULDBLOCK);
+    cachelock_release(b);
+    CHECK_EQ(try_elsewhere("s"), 0);
+}
+
+static void test_the_pool_is_bounded(void)
+{
+    char name[32];
+    cachelock_t *lock;
+    for (int i = 0; i < 200; i++) {
+        snprintf(name, sizeof name, "s%d", i);
+        CHECK_EQ(acquire(name, &lock), 0);
+        cachelock_release(lock);
+    }
+    int n = cachelock_close_idle();
+    tap_diag("%d of 200 released lock files were kept open", n);
+    CHECK(n > 0 && n <= 64);
+}
+
+static void test_a_descriptor_given_away_is_not_reused(void)
+{
+    cachelock_t *lock;
+    CHECK_EQ(acquire("s", &lock), 0);
+    CHECK(cachelock_fd(lock) >= 3);
+    cachelock_release(lock);
+    CHECK_EQ(cachelock_close_idle(), 0);
+}
+
+/* The child's first acquire must not reuse a descriptor it inherited: it
+ * shares that open file description with the parent, so it would share
+ * the parent's lock and get it at once. */
+static void test_a_forked_child_never_shares_the_parents_lock(void)
+{
+    cachelock_t *lock;
+    int go[2], rep[2];
+    CHECK_EQ(acquire("s", &lock), 0);
+    cachelock_release(lock);        /* idle, inherited by the child */
+    CHECK(pipe(go) == 0 && pipe(rep) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        char c;
+        if (read(go[0], &c, 1) != 1)
+            _exit(2);
+        int rc = try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE);
+        _exit(rc == -EWOULDBLOCK ? 0 : 1);
+    }
+    CHECK_EQ(acquire("s", &lock), 0);   /* the parent takes its idle file */
+    send_byte(go[1], 'g');
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+    cachelock_release(lock);
+}
+
+/* Pruned by another process while idle: the next acquire locks the new
+ * file, not the unlinked one it still has open. */
+static void test_a_file_pruned_while_idle_is_not_locked_again(void)
+{
+    cachelock_t *lock;
+    CHECK_EQ(acquire("s", &lock), 0);
+    cachelock_release(lock);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0)
+        _exit(cachelock_prune(tap_dir, 0, 0, NULL, NULL) == 1 ? 0 : 1);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ(acquire("s", &lock), 0);
+    CHECK(locks_current_file(lock, "s"));
+    CHECK_EQ(try_elsewhere("s"), -EWOULDBLOCK);
+    cachelock_release(lock);
+}
+
+static void test_a_cache_deleted_by_hand_while_idle_is_recreated(void)
+{
+    cachelock_t *lock;
+    char cmd[600];
+    CHECK_EQ(acquire("s", &lock), 0);
+    cachelock_release(lock);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/.locks'", tap_dir);
+    CHECK(system(cmd) == 0);
+    CHECK_EQ(acquire("s", &lock), 0);
+    CHECK(locks_current_file(lock, "s"));
+    cachelock_release(lock);
+}
+
+/* Pruning in the same process takes the idle descriptor itself and must
+ * not put the unlinked file back. */
+static void test_pruning_in_the_same_process(void)
+{
+    cachelock_t *lock;
+    CHECK_EQ(acquire("s", &lock), 0);
+    cachelock_release(lock);
+    CHECK_EQ(cachelock_prune(tap_dir, 0, 0, NULL, NULL), 1);
+    CHECK_EQ(acquire("s", &lock), 0);
+    CHECK(locks_current_file(lock, "s"));
+    cachelock_release(lock);
+}
+
+/* A renamed cache is noticed when the path is looked up again, at most a
+ * second after the last time (the link count cannot show a rename).  The
+ * sleep waits out that documented interval; it synchronises nothing. */
+static void test_a_renamed_cache_is_noticed_within_a_second(void)
+{
+    cachelock_t *lock;
+    char from[600], to[600];
+    snprintf(from, sizeof from, "%s/c", tap_dir);
+    snprintf(to, sizeof to, "%s/c.old", tap_dir);
+    CHECK_EQ(cachelock_acquire(from, "s", &lock), 0);
+    cachelock_release(lock);
+    CHECK(rename(from, to) == 0);
+    usleep(1200 * 1000);
+    CHECK_EQ(cachelock_acquire(from, "s", &lock), 0);
+    struct stat a, b;
+    char path[700];
+    snprintf(path, sizeof path, "%s/.locks/s.lock", from);
+    CHECK(fstat(cachelock_fd(lock), &a) == 0 && stat(path, &b) == 0);
+    CHECK(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+    cachelock_release(lock);
+}
+
+/* A waiter in another process, stepping an asynchronous wait and polling
+ * its descriptor with no timeout at all: only an inotify event can wake
+ * it.  The holder releases through the library, which would keep its
+ * descriptor open; the waiter's mark makes it close instead.  Without
+ * that, the waiter sleeps until the case's alarm fails it.  The waiter is
+ * forked before the holder takes the lock, so it has no copy of the
+ * holder's descriptor (a copy would keep the file open past the close). */
+static void test_a_kept_descriptor_still_wakes_an_async_waiter(void)
+{
+    cachelock_t *lock;
+    int go[2], rep[2];
+    CHECK_EQ(acquire("s", &lock), 0);
+    cachelock_release(lock);
+    CHECK(pipe(go) == 0 && pipe(rep) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        cachelock_wait_t *w;
+        cachelock_t *got = NULL;
+        char c;
+        if (read(go[0], &c, 1) != 1 || cachelock_wait_start(tap_dir, "s", NULL, &w) != 0)
+            _exit(2);
+        int rc = cachelock_wait_step(w, &got);
+        if (rc != -EINPROGRESS || cachelock_wait_fd(w) < 0)
+            _exit(rc == -EINPROGRESS ? 77 : 3);   /* 77: no inotify here */
+        send_byte(rep[1], 'w');
+        while (rc == -EINPROGRESS) {
+            struct pollfd p = { cachelock_wait_fd(w), POLLIN, 0 };
+            if (poll(&p, 1, -1) < 0)
+                _exit(4);
+            rc = cachelock_wait_step(w, &got);
+        }
+        cachelock_wait_free(w);
+        _exit(rc == 0 ? 0 : 5);
+    }
+    close(rep[1]);
+    CHECK_EQ(acquire("s", &lock), 0);   /* from the pool: would be kept */
+    send_byte(go[1], 'g');
+    char c = 0;
+    int status;
+    if (read(rep[0], &c, 1) != 1 || c != 'w') {
+        CHECK(waitpid(pid, &status, 0) == pid);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+            SKIP("inotify is not available here, so there is nothing to wake");
+        CHECK(!"the waiter did not start waiting");
+    }
+    cachelock_release(lock);
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+    CHECK_EQ(cachelock_close_idle(), 0);    /* closed for the waiter */
+    /* With nobody waiting, the same release keeps the file open. */
+    CHECK_EQ(acquire("s", &lock), 0);
+    cachelock_release(lock);
+    CHECK_EQ(cachelock_close_idle(), 1);
+}
+
+TAP_MAIN(
+    T(test_a_released_lock_file_is_reused_and_closed_on_request, 10),
+    T(test_two_holders_never_share_a_descriptor, 10),
+    T(test_the_pool_is_bounded, 10),
+    T(test_a_descriptor_given_away_is_not_reused, 10),
+    T(test_a_forked_child_never_shares_the_parents_lock, 10),
+    T(test_a_file_pruned_while_idle_is_not_locked_again, 10),
+    T(test_a_cache_deleted_by_hand_while_idle_is_recreated, 10),
+    T(test_pruning_in_the_same_process, 10),
+    T(test_a_renamed_cache_is_noticed_within_a_second, 10),
+    T(test_a_kept_descriptor_still_wakes_an_async_waiter, 10),
+)
