@@ -52,7 +52,7 @@ EXAMPLES := $(BUILD)/examples/take_turns $(BUILD)/examples/poll_acquire
 TEST_C   := $(wildcard tests/test_*.c)
 TESTS    := $(TEST_C:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BUILD)/bench/bench_handoff $(BUILD)/bench/bench_acquire $(BUILD)/bench/bench_contended \
-            $(BUILD)/bench/bench_peers
+            $(BUILD)/bench/bench_peers $(BUILD)/bench/bench_scale
 
 .PHONY: all check demo install uninstall bench torture valgrind fuzz clean
 

@@ -247,7 +247,7 @@ void cachelock_release(cachelock_t *lock)
      * asynchronous waiter has marked the file, and then we close so that
      * its watch sees the release now rather than at its next re-check. */
     if ((lock->flags & (H_POOLABLE | H_EXPOSED | H_NOKEEP)) == H_POOLABLE &&
-        cachelock__os_has_waiters(lock->fd))
+        (!cachelock__pool_has_room(lock) || cachelock__os_has_waiters(lock->fd)))
         lock->flags |= H_NOKEEP;
     cachelock__pool_put(lock);
 }

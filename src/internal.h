@@ -94,6 +94,7 @@ struct cachelock {
 #define H_WAITING   0x8     /* carries a waiter mark */
 #define H_NOKEEP    0x10    /* close at release: unlinked by prune, a waiter
                                is marked, or the state is unknown */
+#define H_REUSED    0x20    /* taken from the pool at least once */
 
 /* 0 if the calling thread may wait for id in mode; -EDEADLK if it holds id
  * in a conflicting mode itself. */
@@ -117,6 +118,10 @@ uint64_t cachelock__path_hash(const char *path, size_t len);
 /* An idle handle for path, opened in this process, removed from the pool;
  * NULL if there is none. */
 cachelock_t *cachelock__pool_take(const char *path, size_t len, uint64_t hash);
+/* Would the pool take h now?  A handle used once is not let in when the
+ * pool is full, so that a scan of many sources cannot push out the ones in
+ * steady use (and its release then skips the waiter test: it closes). */
+int cachelock__pool_has_room(const cachelock_t *h);
 /* Keep an unlocked handle for later; closes and frees it (or an older one)
  * instead when it cannot be kept. */
 void cachelock__pool_put(cachelock_t *h);

@@ -22,8 +22,11 @@
  *   - A release that keeps the descriptor open makes no inotify event, so
  *     timed and asynchronous waiters mark themselves (os_mark_waiting) and
  *     a releaser that finds a mark closes instead of pooling.
- *   - At most POOL_MAX idle handles; the least recently released is closed.
- *     cachelock_close_idle() closes them all.
+ *   - At most POOL_MAX idle handles.  When full, a handle used only once is
+ *     closed rather than let in (a scan of many sources would otherwise
+ *     push out the ones in steady use, and LRU keeps nothing of a loop over
+ *     more sources than fit); a reused one pushes out the least recently
+ *     released.  cachelock_close_idle() closes them all.
  *
  * Everything here is guarded by the registry's mutex (cachelock__tables_lock),
  * which the atfork handlers also take.
@@ -40,7 +43,7 @@
 
 static cachelock_t *buckets[POOL_BUCKETS];
 static cachelock_t *newest, *oldest;
-static size_t idle;
+static size_t idle;             /* read without the mutex by pool_has_room */
 static unsigned pool_gen;
 
 /* .locks directories opened safely (O_NOFOLLOW, a directory) lately. */
@@ -96,7 +99,7 @@ static void unlink_idle(cachelock_t *h)
         h->older->newer = h->newer;
     else
         oldest = h->newer;
-    idle--;
+    __atomic_store_n(&idle, idle - 1, __ATOMIC_RELAXED);
 }
 
 /* Take every idle handle out; the caller frees the chain (via ->next)
@@ -137,12 +140,19 @@ cachelock_t *cachelock__pool_take(const char *path, size_t len, uint64_t hash)
     for (h = buckets[hash & (POOL_BUCKETS - 1)]; h; h = h->next) {
         if (h->hash == hash && h->path_len == len && memcmp(h->path, path, len) == 0) {
             unlink_idle(h);
+            h->flags |= H_REUSED;
             break;
         }
     }
     cachelock__tables_unlock();
     free_chain(stale);
     return h;
+}
+
+int cachelock__pool_has_room(const cachelock_t *h)
+{
+    /* A hint, read without the mutex: pool_put decides for real. */
+    return (h->flags & H_REUSED) || __atomic_load_n(&idle, __ATOMIC_RELAXED) < POOL_MAX;
 }
 
 void cachelock__pool_put(cachelock_t *h)
@@ -159,8 +169,9 @@ void cachelock__pool_put(cachelock_t *h)
         out = detach_all();
         pool_gen = gen;
     }
-    if (h->fork_gen != gen) {
-        /* Opened before a fork, in the parent: not ours to keep. */
+    if (h->fork_gen != gen || (!(h->flags & H_REUSED) && idle >= POOL_MAX)) {
+        /* Opened before a fork, in the parent: not ours to keep.  Or used
+         * once and the pool is full: not let in. */
         h->next = out;
         out = h;
     } else {
@@ -174,7 +185,8 @@ void cachelock__pool_put(cachelock_t *h)
         else
             oldest = h;
         newest = h;
-        if (++idle > POOL_MAX) {
+        __atomic_store_n(&idle, idle + 1, __ATOMIC_RELAXED);
+        if (idle > POOL_MAX) {
             cachelock_t *victim = oldest;
             unlink_idle(victim);
             victim->next = out;
