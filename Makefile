@@ -109,8 +109,11 @@ bench: $(BENCHES) $(CLI)
 	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_contended
 	@echo
 	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_peers $(CLI)
+	@echo
+	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_scale
 	@awk 'BEGIN { print "[" } NR > 1 { print "," } { printf "  %s", $$0 } END { print "\n]" }' \
 	    $(BUILD)/bench/results.jsonl > bench/results.json
+	@awk -f bench/summary.awk $(BUILD)/bench/results.jsonl
 	@echo "results written to bench/results.json"
 
 # Processes, threads, a pruner and a killer for TORTURE_SECONDS (default 10).

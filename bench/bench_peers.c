@@ -6,8 +6,7 @@
  *   - Python's filelock acquire+release in a loop (when python3-filelock is
  *     installed for /usr/bin/python3), against this library's
  *
- * Scale (1,000 to 100,000 sources held) and memory per held lock are still
- * to be written (issue 6).
+ * Scale and memory per held lock are in bench_scale.c.
  *
  *   bench_peers [CACHELOCK_BINARY]
  */

@@ -1,0 +1,47 @@
+# summary.awk - the goals of the performance work, from one run's JSON lines
+# (build/bench/results.jsonl), as one table.  Run by `make bench`.
+#
+#   awk -f bench/summary.awk build/bench/results.jsonl
+
+function num(line, key,    m) {
+    if (match(line, "\"" key "\":[-0-9.e]+")) {
+        m = substr(line, RSTART, RLENGTH)
+        sub(/^"[^"]*":/, "", m)
+        return m + 0
+    }
+    return -1
+}
+function str(line, key,    m) {
+    if (match(line, "\"" key "\":\"[^\"]*\"")) {
+        m = substr(line, RSTART, RLENGTH)
+        sub(/^"[^"]*":"/, "", m)
+        sub(/"$/, "", m)
+        return m
+    }
+    return ""
+}
+function row(what, got, goal) { printf "%-58s %-22s %s\n", what, got, goal }
+
+/"bench":"uncontended"/ { same = num($0, "ratio_to_floor"); needed = num($0, "ratio_to_needed")
+                          first = num($0, "existing_first_ratio") }
+/"bench":"contended"/ && /"variant":"cachelock"/ { cont = cont sep sprintf("%.2fx", num($0, "ratio_to_raw")); sep = " / " }
+/"bench":"scale"/ { scale = sprintf("%.2fx", num($0, "same_ratio_to_first_level")); held = num($0, "held") }
+/"bench":"memory"/ { mem = num($0, "bytes_per_held_lock") }
+/"bench":"handoff"/ && /"holder":"library release"/ && !/"waiter":"blocking"/ {
+    hand = hand hsep sprintf("%s %.2fx", str($0, "waiter"), num($0, "ratio_to_blocking")); hsep = ", " }
+/"bench":"peers"/ { py = num($0, "python_filelock_us"); lib = num($0, "library_us")
+                    f1 = num($0, "flock1_us"); run = num($0, "cachelock_run_us") }
+END {
+    printf "\nsummary of this run (ratios; see README.md, Benchmarks)\n\n"
+    row("what", "measured", "goal")
+    row("same source again, vs flock EX+UN on an open fd", sprintf("%.2fx", same), "<= 1.5x")
+    row("  ... vs floor + fstat + F_OFD_GETLK (what it must do)", sprintf("%.2fx", needed), "")
+    row("first acquire of an existing source, vs open+flock+close", sprintf("%.2fx", first), "<= 1.2x")
+    row("contended throughput N = 2 / 4 / 8, vs raw flock loop", cont, ">= 0.9x")
+    row(sprintf("same source with %d held elsewhere, vs 1,000 held", held), scale, "flat (1.0x)")
+    row("library heap per held lock", sprintf("%d bytes", mem), "<= 256 bytes")
+    row("handoff after a library release, vs a blocking waiter", hand, "")
+    if (py > 0)
+        row("Python filelock acquire+release, vs this library", sprintf("%.1fx", py / lib), "")
+    row("cachelock run per invocation, vs flock(1)", sprintf("%.2fx", run / f1), "")
+}
