@@ -122,8 +122,10 @@ static int free_chain(cachelock_t *list)
     while (list) {
         cachelock_t *next = list->next;
         cachelock__handle_free(list);
-        list = next;
         n++;
+        if (next == list)
+            break;      /* cannot happen; tells the analyzer so */
+        list = next;
     }
     return n;
 }
