@@ -252,7 +252,30 @@ static void test_a_kept_descriptor_still_wakes_an_async_waiter(void)
     CHECK_EQ(cachelock_close_idle(), 1);
 }
 
+/* With .locks known good, a new lock file is opened with one open(2) of
+ * the whole path; what is planted there is refused as on the long way. */
+static void test_the_quick_open_refuses_what_the_long_one_does(void)
+{
+    cachelock_t *lock = NULL;
+    char p[600];
+    CHECK_EQ(acquire("a", &lock), 0);
+    cachelock_release(lock);        /* .locks is now known */
+    snprintf(p, sizeof p, "%s/.locks/f.lock", tap_dir);
+    CHECK(mkfifo(p, 0666) == 0);
+    CHECK_EQ(acquire("f", &lock), -ENXIO);
+    CHECK(lock == NULL);
+    snprintf(p, sizeof p, "%s/.locks/d.lock", tap_dir);
+    CHECK(mkdir(p, 0777) == 0);
+    CHECK_EQ(acquire("d", &lock), -EISDIR);
+    snprintf(p, sizeof p, "%s/.locks/s.lock", tap_dir);
+    CHECK(symlink("/etc/passwd", p) == 0);
+    CHECK_EQ(acquire("s", &lock), -ELOOP);
+    CHECK(strstr(cachelock_errmsg(), "s.lock") != NULL);
+    CHECK_EQ(cachelock_close_idle(), 1);    /* only "a": nothing else kept */
+}
+
 TAP_MAIN(
+    T(test_the_quick_open_refuses_what_the_long_one_does, 10),
     T(test_a_released_lock_file_is_reused_and_closed_on_request, 10),
     T(test_two_holders_never_share_a_descriptor, 10),
     T(test_the_pool_is_bounded, 10),

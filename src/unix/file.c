@@ -367,17 +367,24 @@ int cachelock__os_open_known(const struct cachelock__path *p, int nocreate)
     }
 }
 
+/* Record what fstat(2) said as h's identity, once: a lock file must be a
+ * regular file (a FIFO or socket planted at the path is refused). */
+static int set_id(cachelock_t *h, const struct stat *st)
+{
+    if (!S_ISREG(st->st_mode))
+        return cachelock__failf(-ENXIO, "cannot open lock file '%s': not a regular file", h->path);
+    h->id.dev = (uint64_t)st->st_dev;
+    h->id.ino = (uint64_t)st->st_ino;
+    h->flags |= H_ID_KNOWN;
+    return 0;
+}
+
 int cachelock__os_read_id(cachelock_t *h)
 {
     struct stat st;
     if (cachelock__sys.fstat(h->fd, &st) < 0)
         return cachelock__fail(-errno, "stat lock file", h->path);
-    if (!S_ISREG(st.st_mode))
-        return cachelock__failf(-ENXIO, "cannot open lock file '%s': not a regular file", h->path);
-    h->id.dev = (uint64_t)st.st_dev;
-    h->id.ino = (uint64_t)st.st_ino;
-    h->flags |= H_ID_KNOWN;
-    return 0;
+    return set_id(h, &st);
 }
 
 /* How long a path resolution is trusted for a file that still has its one
@@ -391,12 +398,9 @@ int cachelock__os_check_granted(cachelock_t *h)
     if (cachelock__sys.fstat(h->fd, &st) < 0)
         return cachelock__fail(-errno, "stat lock file", h->path);
     if (!(h->flags & H_ID_KNOWN)) {
-        if (!S_ISREG(st.st_mode))
-            return cachelock__failf(-ENXIO, "cannot open lock file '%s': not a regular file",
-                                    h->path);
-        h->id.dev = (uint64_t)st.st_dev;
-        h->id.ino = (uint64_t)st.st_ino;
-        h->flags |= H_ID_KNOWN;
+        int rc = set_id(h, &st);
+        if (rc < 0)
+            return rc;
     }
     if (st.st_nlink == 0)
         return 0;       /* unlinked: pruned or deleted while we waited */
