@@ -143,7 +143,9 @@
  *   - Up to 64 lock files per process stay open after their release, in
  *     addition to the held ones.  cachelock_close_idle() closes them (before
  *     counting descriptors, or so that a filesystem can be unmounted).  A
- *     file used once does not push out one in steady use.
+ *     file used once does not push out one in steady use.  An acquire that
+ *     finds the process out of descriptors (EMFILE, ENFILE) closes them and
+ *     tries again before it fails.
  *   - A kept file is never shared: two holders never use one descriptor,
  *     and a forked child never uses its parent's.
  *   - A descriptor obtained with cachelock_fd() is never kept: it may have

@@ -112,6 +112,17 @@ static int open_handle(struct cachelock__attempt *a)
     return 0;
 }
 
+/* open_handle, but when the process is out of descriptors, give back the
+ * ones kept for reuse first: a program near its RLIMIT_NOFILE must not
+ * fail because of what this library keeps. */
+static int open_handle_or_make_room(struct cachelock__attempt *a)
+{
+    int rc = open_handle(a);
+    if ((rc == -EMFILE || rc == -ENFILE) && cachelock_close_idle() > 0)
+        rc = open_handle(a);
+    return rc;
+}
+
 int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t **out)
 {
     cachelock_t *h;
@@ -123,7 +134,7 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
             return cachelock__failf(-EAGAIN, "cannot lock '%s': the file keeps being replaced",
                                     a->path.buf);
         if (!a->h) {
-            rc = open_handle(a);
+            rc = open_handle_or_make_room(a);
             if (rc < 0)
                 return rc;
         }

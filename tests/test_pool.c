@@ -8,6 +8,7 @@
 
 #include <poll.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 /* Does the handle lock the file its path names now? */
@@ -274,7 +275,35 @@ static void test_the_quick_open_refuses_what_the_long_one_does(void)
     CHECK_EQ(cachelock_close_idle(), 1);    /* only "a": nothing else kept */
 }
 
+/* At the descriptor limit, the kept files are given back rather than the
+ * acquire failing with EMFILE. */
+static void test_kept_files_make_room_at_the_descriptor_limit(void)
+{
+    char name[32];
+    cachelock_t *lock;
+    for (int i = 0; i < 8; i++) {
+        snprintf(name, sizeof name, "s%d", i);
+        CHECK_EQ(acquire(name, &lock), 0);
+        cachelock_release(lock);
+    }
+    /* The lowest free descriptor is the next one open(2) returns: allow
+     * nothing from there on. */
+    int next = dup(0);
+    CHECK(next >= 0);
+    close(next);
+    struct rlimit r;
+    CHECK(getrlimit(RLIMIT_NOFILE, &r) == 0);
+    r.rlim_cur = (rlim_t)next;
+    CHECK(setrlimit(RLIMIT_NOFILE, &r) == 0);
+    CHECK_EQ(open("/dev/null", O_RDONLY | O_CLOEXEC), -1);
+    CHECK_EQ(errno, EMFILE);
+    CHECK_EQ(acquire("new", &lock), 0);
+    CHECK(locks_current_file(lock, "new"));
+    cachelock_release(lock);
+}
+
 TAP_MAIN(
+    T(test_kept_files_make_room_at_the_descriptor_limit, 10),
     T(test_the_quick_open_refuses_what_the_long_one_does, 10),
     T(test_a_released_lock_file_is_reused_and_closed_on_request, 10),
     T(test_two_holders_never_share_a_descriptor, 10),
