@@ -125,11 +125,13 @@ static int tap_run(const struct tap_case *cases, size_t n)
         }
         close(skip[1]);
         waitpid(pid, &status, 0);
+        /* Kill anything the case left behind (its process group) before
+         * reading the skip reason: a child stuck after its case timed out
+         * holds a copy of the pipe, and the read would wait for it forever. */
+        kill(-pid, SIGKILL);
         ssize_t r = read(skip[0], reason, sizeof reason - 1);
         reason[r > 0 ? r : 0] = '\0';
         close(skip[0]);
-        /* Kill anything the case left behind (its process group). */
-        kill(-pid, SIGKILL);
         nftw(tap_dir, tap_chmod, 16, FTW_PHYS);
         nftw(tap_dir, tap_rm, 16, FTW_DEPTH | FTW_PHYS);
 
