@@ -9,7 +9,7 @@
 # Sanitizer builds go to their own directory, e.g.
 #   make check BUILD=build-asan SANITIZE=address,undefined
 
-VERSION   := 0.1.0
+VERSION   := 0.2.0
 SOVERSION := 0
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib

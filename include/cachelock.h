@@ -223,9 +223,9 @@ extern "C" {
 #endif
 
 #define CACHELOCK_VERSION_MAJOR 0
-#define CACHELOCK_VERSION_MINOR 1
+#define CACHELOCK_VERSION_MINOR 2
 #define CACHELOCK_VERSION_PATCH 0
-#define CACHELOCK_VERSION_STRING "0.1.0"
+#define CACHELOCK_VERSION_STRING "0.2.0"
 
 /* Longest accepted source name, in bytes: "{source}.lock" must fit NAME_MAX
  * (255) on every filesystem we support. */
