@@ -136,9 +136,10 @@
  *   Opening a lock file costs more than locking it (a path walk: about
  *   0.45 us against 0.25 us for the flock(2) pair, measured here).  So
  *   cachelock_release() unlocks the file and, when it is on a local
- *   filesystem (ext4, xfs, btrfs, tmpfs, overlayfs, zfs, f2fs, ...), keeps
- *   it open for the next acquire of the same path in this process.  What
- *   that means for a program:
+ *   filesystem (ext4, xfs, btrfs, tmpfs, overlayfs, zfs, f2fs, ...) and the
+ *   cache directory was given as an absolute path (a relative one names
+ *   another file after chdir(2)), keeps it open for the next acquire of the
+ *   same path in this process.  What that means for a program:
  *
  *   - Up to 64 lock files per process stay open after their release, in
  *     addition to the held ones.  cachelock_close_idle() closes them (before

@@ -75,9 +75,14 @@ static int open_handle(struct cachelock__attempt *a)
     cachelock_t *h;
     int local, rc;
 
-    a->h = cachelock__pool_take(a->path.buf, a->path.len, a->hash);
-    if (a->h)
-        return 0;
+    /* Only absolute paths are kept or trusted: a relative one names another
+     * file after chdir(2). */
+    const int absolute = a->path.buf[0] == '/';
+    if (absolute) {
+        a->h = cachelock__pool_take(a->path.buf, a->path.len, a->hash);
+        if (a->h)
+            return 0;
+    }
     h = cachelock__sys.malloc(sizeof *h + a->path.len + 1);
     if (!h)
         return cachelock__fail(-ENOMEM, "allocate a handle for lock file", a->path.buf);
@@ -86,7 +91,7 @@ static int open_handle(struct cachelock__attempt *a)
     h->hash = a->hash;
     h->flags = 0;
     h->fd = -1;
-    if (cachelock__dir_known(&a->path, &local)) {
+    if (absolute && cachelock__dir_known(&a->path, &local)) {
         h->fd = cachelock__os_open_known(&a->path, nocreate);
         if (h->fd < 0 && h->fd != -EAGAIN) {
             rc = h->fd;
@@ -101,10 +106,11 @@ static int open_handle(struct cachelock__attempt *a)
             return rc;
         }
         h->flags = H_ID_KNOWN;
-        cachelock__dir_remember(&a->path, local);
+        if (absolute)
+            cachelock__dir_remember(&a->path, local);
     }
     /* else: the identity is read after the grant, by os_check_granted */
-    if (local)
+    if (local && absolute)
         h->flags |= H_POOLABLE;
     h->checked_ms = cachelock__os_now_coarse_ms();
     h->fork_gen = cachelock__fork_generation();

@@ -26,7 +26,9 @@
  *     closed rather than let in (a scan of many sources would otherwise
  *     push out the ones in steady use, and LRU keeps nothing of a loop over
  *     more sources than fit); a reused one pushes out the least recently
- *     released.  cachelock_close_idle() closes them all.
+ *     released.  cachelock_close_idle() closes them all, and so does an
+ *     acquire that runs out of descriptors (EMFILE), before it retries.
+ *   - Only absolute paths: a relative one names another file after chdir.
  *
  * Everything here is guarded by the registry's mutex (cachelock__tables_lock),
  * which the atfork handlers also take.

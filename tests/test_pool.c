@@ -302,7 +302,25 @@ static void test_kept_files_make_room_at_the_descriptor_limit(void)
     cachelock_release(lock);
 }
 
+/* A relative cache directory names another directory after chdir(2): the
+ * next acquire must lock the file in the new one, at once. */
+static void test_a_relative_cache_dir_follows_chdir(void)
+{
+    cachelock_t *lock;
+    struct stat a, b;
+    CHECK(mkdir(tpath("one"), 0777) == 0 && mkdir(tpath("two"), 0777) == 0);
+    CHECK(chdir(tpath("one")) == 0);
+    CHECK_EQ(cachelock_acquire("c", "s", &lock), 0);
+    cachelock_release(lock);
+    CHECK(chdir(tpath("two")) == 0);
+    CHECK_EQ(cachelock_acquire("c", "s", &lock), 0);
+    CHECK(fstat(cachelock_fd(lock), &a) == 0 && stat("c/.locks/s.lock", &b) == 0);
+    CHECK(a.st_dev == b.st_dev && a.st_ino == b.st_ino);
+    cachelock_release(lock);
+}
+
 TAP_MAIN(
+    T(test_a_relative_cache_dir_follows_chdir, 10),
     T(test_kept_files_make_room_at_the_descriptor_limit, 10),
     T(test_the_quick_open_refuses_what_the_long_one_does, 10),
     T(test_a_released_lock_file_is_reused_and_closed_on_request, 10),
