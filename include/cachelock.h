@@ -87,8 +87,10 @@
  *     The check after a grant is one fstat(2): a link count of 0 means the
  *     file was removed (pruned, rm -rf).  A rename keeps the count, so the
  *     path itself is looked up again when the last lookup is more than a
- *     second old or the file has other links: a lock file, .locks or the
- *     cache directory renamed while in use is noticed within a second.
+ *     second old or the file has other links: a path that comes to name
+ *     another file while the old one lives on (a lock file, .locks or the
+ *     cache directory renamed, a symbolic link on the way retargeted, a
+ *     filesystem mounted over it) is noticed within a second.
  *
  *   - fork(2): a child inherits the parent's lock descriptors, and with them
  *     the parent's locks (flock locks belong to the open file, which both now
