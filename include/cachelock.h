@@ -121,7 +121,10 @@
  *     notifications (inotify) do not cross machines either, so a timed wait
  *     there notices a release only at its next re-check (see TIMED AND
  *     ASYNCHRONOUS WAITS), and released files are not kept open (see KEPT
- *     DESCRIPTORS).  Prefer a local directory for the lock files.
+ *     DESCRIPTORS).  Prefer a local directory for the lock files.  A local
+ *     directory that is also exported over NFS and locked from both sides
+ *     at once is not supported: the server's flock(2) locks and the
+ *     clients' (byte-range locks on the server) do not exclude each other.
  *
  *   - Source names are file names.  They are refused (-EINVAL) when they
  *     could escape .locks/ or are not portable: empty, "." and "..", any '/'
