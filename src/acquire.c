@@ -110,8 +110,8 @@ static int open_handle(struct cachelock__attempt *a)
             cachelock__dir_remember(&a->path, local);
     }
     /* else: the identity is read after the grant, by os_check_granted */
-    if (local && absolute)
-        h->flags |= H_POOLABLE;
+    if (local)
+        h->flags |= absolute ? H_LOCAL | H_POOLABLE : H_LOCAL;
     h->checked_ms = cachelock__os_now_coarse_ms();
     h->fork_gen = cachelock__fork_generation();
     a->h = h;

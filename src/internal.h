@@ -88,8 +88,9 @@ struct cachelock {
 };
 
 #define H_ID_KNOWN  0x1     /* id has been read with fstat(2) */
-#define H_POOLABLE  0x2     /* local filesystem: may be pooled, may mark
-                               itself waiting (see os_mark_waiting) */
+#define H_LOCAL     0x40    /* local filesystem: may mark itself waiting
+                               (see os_mark_waiting) */
+#define H_POOLABLE  0x2     /* H_LOCAL and an absolute path: may be pooled */
 #define H_EXPOSED   0x4     /* cachelock_fd() gave the descriptor away */
 #define H_WAITING   0x8     /* carries a waiter mark */
 #define H_NOKEEP    0x10    /* close at release: unlinked by prune, a waiter

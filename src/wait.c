@@ -105,7 +105,7 @@ static int rewatch(struct cachelock_wait *w)
     w->watched = h->id;
     /* Without the mark a pooled release goes unseen until the re-check
      * timer; that is the fallback if it cannot be set. */
-    if ((h->flags & (H_POOLABLE | H_WAITING)) == H_POOLABLE &&
+    if ((h->flags & (H_LOCAL | H_WAITING)) == H_LOCAL &&
         cachelock__os_mark_waiting(h->fd, 1) == 0)
         h->flags |= H_WAITING;
     return 1;
