@@ -178,14 +178,15 @@
  *   closed, which is what a holder does when it exits or dies, or releases
  *   through flock(1), Python's filelock or the Rust original; a holder of
  *   this library closes when the file is marked as waited for (see KEPT
- *   DESCRIPTORS).  A holder that only calls flock(LOCK_UN) and keeps
- *   the file open produces no event; for it, and on filesystems where
- *   inotify sees no remote changes (NFS), the wait re-checks on a timer that
- *   starts at 5 ms (1 ms without inotify) and doubles up to
- *   CACHELOCK_RECHECK_MAX_MS, which bounds the handoff delay in that case.  When inotify is unavailable (the
- *   per-user limit fs.inotify.max_user_instances, 128 by default, is used
- *   up) the wait falls back to the timer alone.  Each waiter costs one
- *   inotify instance, two descriptors and one mark while it waits.  Closing an inotify
+ *   DESCRIPTORS).  A holder that only calls flock(LOCK_UN) and keeps the
+ *   file open produces no event; for it, and on filesystems where inotify
+ *   sees no remote changes (NFS), the wait re-checks on a timer that starts
+ *   at 5 ms (1 ms without inotify) and doubles up to
+ *   CACHELOCK_RECHECK_MAX_MS, which bounds the handoff delay in that case.
+ *   When inotify is unavailable (the per-user limit
+ *   fs.inotify.max_user_instances, 128 by default, is used up) the wait
+ *   falls back to the timer alone.  Each waiter costs one inotify instance,
+ *   two descriptors and one mark while it waits.  Closing an inotify
  *   instance costs the kernel an RCU grace period (14-24 ms measured here),
  *   so up to 4 idle instances are kept per process for later waits; they
  *   count against the per-user limit and are dropped by forked children.
@@ -550,7 +551,8 @@ typedef struct cachelock_holder {
  * every flock(2) user, not only this library.  The pid is the process that
  * took the lock; when that process forked and exited, a child may be the one
  * still holding it.  Waiters in timed or asynchronous waits of this library
- * do not block in the kernel and are not listed.  Locks held through NFS
+ * do not block in the kernel and are not listed (their marks show in
+ * /proc/locks and lslocks(8) as OFD read locks, which carry no pid).  Locks held through NFS
  * are listed only on the machine that holds them.
  *
  * Returns 0, or -EINVAL, -ENAMETOOLONG, -ENOENT (no lock file: nobody ever
