@@ -20,6 +20,11 @@
 
 #include <string.h>
 
+/* Printable ASCII bytes that may appear anywhere in a name, as bitmaps of
+ * bytes 0-63 and 64-127: 0x20-0x7e without " * / : < > ? \\ |. */
+#define PLAIN_0_63   0x2bff7bfb00000000ull
+#define PLAIN_64_127 0x6fffffffefffffffull
+
 static int ascii_lower(int c)
 {
     return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
@@ -86,12 +91,20 @@ int cachelock__name_check(const char *source, size_t len, const char **why)
         reason = "is a relative directory name";
     else {
         const unsigned char *s = (const unsigned char *)source;
-        for (size_t i = 0; i < len && !reason; ) {
+        size_t i = 0;
+        /* Nearly every name is plain printable ASCII: skip that part with
+         * one bit test per byte (this runs on every acquire); the loop
+         * below explains whatever stops it. */
+        for (; i < len; i++) {
+            unsigned c = s[i];
+            uint64_t ok = c < 64 ? PLAIN_0_63 : PLAIN_64_127;
+            if (c >= 128 || !((ok >> (c & 63)) & 1))
+                break;
+        }
+        while (i < len && !reason) {
             unsigned c = s[i];
             size_t step;
             if (c < 0x80) {
-                /* ASCII, nearly every name: one switch per byte, no calls
-                 * (this runs on every acquire). */
                 if (c < 0x20 || c == 0x7f) {
                     reason = "contains a control character";
                     break;

@@ -168,7 +168,22 @@ static void test_strerror_covers_outcomes(void)
     CHECK(strcmp(cachelock_version(), CACHELOCK_VERSION_STRING) == 0);
 }
 
+/* Every ASCII byte, in the middle of a name, against the rule written out
+ * independently here: printable, and none of / \\ < > : " | ? *. */
+static void test_every_ascii_byte_is_judged_by_the_rule(void)
+{
+    for (int c = 1; c < 128; c++) {
+        char name[4] = { 'a', (char)c, 'b', '\0' };
+        int expect_ok = c >= 0x20 && c != 0x7f && !strchr("/\\<>:\"|?*", c);
+        int rc = cachelock_check_name(name);
+        if ((rc == 0) != expect_ok)
+            tap_fail(__FILE__, __LINE__, "byte 0x%02x: got %d, expected %s", c, rc,
+                     expect_ok ? "accepted" : "refused");
+    }
+}
+
 TAP_MAIN(
+    T(test_every_ascii_byte_is_judged_by_the_rule),
     T(test_valid_names_map_to_dot_locks_name_dot_lock),
     T(test_bad_names_are_refused_and_create_nothing),
     T(test_name_length_limit_is_250_bytes),
