@@ -39,7 +39,7 @@ END {
     row("first acquire of an existing source, vs open+flock+close", sprintf("%.2fx", first), "<= 1.2x")
     row("contended throughput N = 2 / 4 / 8, vs raw flock loop", cont, ">= 0.9x")
     row(sprintf("same source with %d held elsewhere, vs 1,000 held", held), scale, "flat (1.0x)")
-    row("library heap per held lock", sprintf("%d bytes", mem), "<= 256 bytes")
+    row("library heap per held lock", sprintf("%.0f bytes", mem), "<= 256 bytes")
     row("handoff after a library release, vs a blocking waiter", hand, "")
     if (py > 0)
         row("Python filelock acquire+release, vs this library", sprintf("%.1fx", py / lib), "")
