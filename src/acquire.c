@@ -78,10 +78,10 @@ static int open_handle(struct cachelock__attempt *a)
     /* Only absolute paths are kept or trusted: a relative one names another
      * file after chdir(2). */
     const int absolute = a->path.buf[0] == '/';
-    if (absolute) {
-        a->h = cachelock__pool_take(a->path.buf, a->path.len, a->hash);
-        if (a->h)
-            return 0;
+    h = absolute ? cachelock__pool_take(a->path.buf, a->path.len, a->hash) : NULL;
+    if (h) {
+        a->h = h;
+        return 0;
     }
     h = cachelock__sys.malloc(sizeof *h + a->path.len + 1);
     if (!h)
@@ -145,6 +145,8 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
                 return rc;
         }
         h = a->h;
+        if (!h)     /* cannot happen: open_handle sets it or fails */
+            return cachelock__failf(-EINVAL, "cannot lock '%s': no lock file", a->path.buf);
         /* Try without waiting first: the uncontended case then costs one
          * call, and only a busy lock pays for the deadlock check. */
         rc = cachelock__os_lock(h->fd, a->mode, 0);
