@@ -86,7 +86,7 @@ $(BUILD)/tests/%: tests/%.c tests/tap.h $(STATIC) $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(ALLCFLAGS) -Isrc -o $@ $< $(STATIC) $(ALLLDFLAGS)
 
-$(BUILD)/bench/%: bench/%.c $(STATIC) include/cachelock.h
+$(BUILD)/bench/%: bench/%.c bench/bench.h $(STATIC) include/cachelock.h
 	@mkdir -p $(@D)
 	$(CC) $(ALLCFLAGS) -o $@ $< $(STATIC) $(ALLLDFLAGS)
 

@@ -13,7 +13,7 @@
  * the first acquire of new sources (creating the lock file each time).
  */
 #define _GNU_SOURCE
-#include <cachelock.h>
+#include "bench.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -23,12 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
 
 static char dir[256], path[512];
 
@@ -128,16 +122,8 @@ int main(int argc, char **argv)
     existing_ns = existing_raw_ns = 0;
     for (int i = 0; i < e; i++) {
         snprintf(p2, sizeof p2, "%s/.locks/e%d.lock", dir, e + i);
-        t = now_ns();
-        fd = open(p2, O_RDWR | O_CLOEXEC);
-        flock(fd, LOCK_EX);
-        close(fd);
-        existing_raw_ns += now_ns() - t;
         snprintf(name, sizeof name, "e%d", i);
-        t = now_ns();
-        cachelock_acquire(dir, name, &lock);
-        cachelock_release(lock);
-        existing_ns += now_ns() - t;
+        first_use_pair(p2, 0, dir, name, &existing_raw_ns, &existing_ns);
     }
     existing_ns /= e;
     existing_raw_ns /= e;
@@ -150,24 +136,13 @@ int main(int argc, char **argv)
     snprintf(p2, sizeof p2, "%s/lib", dir);
     cachelock_acquire(p2, "warm", &lock);
     cachelock_release(lock);
-    /* Interleaved, one of each in turn: measured one loop after the other,
-     * the second loop paid for the first one's filesystem work (ext4
-     * journal and writeback), whichever came second. */
     char libdir[600];
     snprintf(libdir, sizeof libdir, "%s/lib", dir);
     create_ns = first_ns = 0;
     for (int i = 0; i < m; i++) {
         snprintf(p2, sizeof p2, "%s/raw/new%d.lock", dir, i);
-        t = now_ns();
-        fd = open(p2, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-        flock(fd, LOCK_EX);
-        close(fd);
-        create_ns += now_ns() - t;
         snprintf(name, sizeof name, "new%d", i);
-        t = now_ns();
-        cachelock_acquire(libdir, name, &lock);
-        cachelock_release(lock);
-        first_ns += now_ns() - t;
+        first_use_pair(p2, O_CREAT, libdir, name, &create_ns, &first_ns);
     }
     create_ns /= m;
     first_ns /= m;

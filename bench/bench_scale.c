@@ -21,7 +21,7 @@
  * registry of held locks is then 10,000 entries).
  */
 #define _GNU_SOURCE
-#include <cachelock.h>
+#include "bench.h"
 
 #include <fcntl.h>
 #include <malloc.h>
@@ -45,12 +45,6 @@ static char dir[256];
 static int held_pipes[MAX_HOLDERS];
 static int nheld_pipes;
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
 
 static void raise_fd_limit(void)
 {
@@ -127,7 +121,7 @@ static double probe_ns(void)
 
 struct level {
     int held;
-    double floor_ns, ofc_ns, same_ns, first_raw_ns, first_ns;
+    double floor_ns, same_ns, first_raw_ns, first_ns;
 };
 
 static void measure(struct level *lv, int round)
@@ -135,7 +129,7 @@ static void measure(struct level *lv, int round)
     char name[32], path[600];
     cachelock_t *lock;
 
-    /* Floors on a file of its own. */
+    /* The floor, on a file of its own. */
     snprintf(path, sizeof path, "%s/.locks/floor.lock", dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     double t = now_ns();
@@ -145,13 +139,6 @@ static void measure(struct level *lv, int round)
     }
     lv->floor_ns = (now_ns() - t) / SAME_N;
     close(fd);
-    t = now_ns();
-    for (int i = 0; i < SAME_N; i++) {
-        fd = open(path, O_RDWR | O_CLOEXEC);
-        flock(fd, LOCK_EX);
-        close(fd);
-    }
-    lv->ofc_ns = (now_ns() - t) / SAME_N;
 
     if (cachelock_acquire(dir, "probe", &lock) != 0)
         exit(1);
@@ -164,16 +151,8 @@ static void measure(struct level *lv, int round)
     for (int i = 0; i < FIRST_N; i++) {
         name_of(name, sizeof name, "r", round * FIRST_N + i);
         snprintf(path, sizeof path, "%s/.locks/%s.lock", dir, name);
-        t = now_ns();
-        fd = open(path, O_RDWR | O_CLOEXEC);
-        flock(fd, LOCK_EX);
-        close(fd);
-        lv->first_raw_ns += now_ns() - t;
         name_of(name, sizeof name, "f", round * FIRST_N + i);
-        t = now_ns();
-        cachelock_acquire(dir, name, &lock);
-        cachelock_release(lock);
-        lv->first_ns += now_ns() - t;
+        first_use_pair(path, 0, dir, name, &lv->first_raw_ns, &lv->first_ns);
     }
     lv->first_ns /= FIRST_N;
     lv->first_raw_ns /= FIRST_N;
