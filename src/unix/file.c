@@ -35,6 +35,12 @@
 #define O_PATH O_RDONLY
 #endif
 
+/* Every open of a lock file, the long way (os_open) and the quick one
+ * (os_open_known): never through a symbolic link, never inherited across
+ * exec(2), never a controlling terminal, and O_NONBLOCK so that a FIFO
+ * planted at the lock path cannot hang the open (flock(2) ignores it). */
+#define LOCK_FILE_OPEN_FLAGS (O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
+
 /* Keep the library's descriptors off 0, 1 and 2: if a program runs with
  * stdin closed, a lock file opened as descriptor 0 would later be read or
  * written by code that thinks it is stdin. */
@@ -226,7 +232,7 @@ int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
                        struct cachelock__fileid *id, int *local, size_t *created_from)
 {
     const char *file = cachelock__path_file(p);
-    const int common = O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+    const int common = LOCK_FILE_OPEN_FLAGS;
     int mkdirs = 0, reopens = 0, dfd, fd, rc;
     struct stat st;
 
@@ -351,8 +357,8 @@ int cachelock__os_open_known(const struct cachelock__path *p, int nocreate)
     /* .locks was opened with O_NOFOLLOW and found to be a directory within
      * the last second, so the whole path can be opened in one call; the
      * last component still refuses symbolic links. */
-    int fd = cachelock__sys.open(p->buf, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
-                                 (nocreate ? 0 : O_CREAT), 0666);
+    int fd = cachelock__sys.open(p->buf, O_RDWR | LOCK_FILE_OPEN_FLAGS | (nocreate ? 0 : O_CREAT),
+                                 0666);
     if (fd >= 0) {
         fd = keep_high(fd);
         return fd >= 0 ? fd : -errno;
