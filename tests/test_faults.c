@@ -114,12 +114,20 @@ struct scenario {
 };
 enum { COLD, DIR_KNOWN, POOLED };
 
-/* Put the library's per-process memory into the state the scenario wants. */
-static void prepare(const char *dir, const struct scenario *sc)
+/* Drop what the library keeps between acquires: the idle descriptors
+ * always (so that only what a failure left behind is counted), the known
+ * .locks directories too when the scenario starts cold. */
+static void drop_kept(const struct scenario *sc)
 {
     cachelock_close_idle();
     if (sc->kept == COLD)
         cachelock__dirs_forget();
+}
+
+/* Put the library's per-process memory into the state the scenario wants. */
+static void prepare(const char *dir, const struct scenario *sc)
+{
+    drop_kept(sc);
     if (sc->kept == POOLED) {
         cachelock_t *lock;
         CHECK_EQ(cachelock_acquire(dir, "s", &lock), 0);
@@ -161,11 +169,7 @@ static int run_all(const char *dir, const struct scenario *sc)
     if (sc->fresh)
         remove_cache();
     snapshot_tree(tap_dir, before, sizeof before);
-    /* Released lock files are kept open for the next acquire; close them
-     * so that only what a failure left behind is counted. */
-    cachelock_close_idle();
-    if (sc->kept == COLD)
-        cachelock__dirs_forget();
+    drop_kept(sc);
     int fds = count_fds();
     size_t heap = mallinfo2().uordblks;
 
@@ -214,9 +218,7 @@ static int run_all(const char *dir, const struct scenario *sc)
                     snprintf(what, sizeof what, "returned %d", rc);
                     fail_case((enum sc)s, at, err, what);
                 }
-                cachelock_close_idle();
-                if (sc->kept == COLD)
-                    cachelock__dirs_forget();
+                drop_kept(sc);
                 if (count_fds() != fds)
                     fail_case((enum sc)s, at, err, "descriptor leaked");
                 if (mallinfo2().uordblks != heap)

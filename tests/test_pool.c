@@ -26,6 +26,18 @@ static int acquire(const char *source, cachelock_t **lock)
     return cachelock_acquire(tap_dir, source, lock);
 }
 
+/* Acquire and release s0 .. s{n-1} once each. */
+static void use_sources(int n)
+{
+    char name[32];
+    cachelock_t *lock;
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "s%d", i);
+        CHECK_EQ(acquire(name, &lock), 0);
+        cachelock_release(lock);
+    }
+}
+
 /* try_once from another process (in this thread it would be -EDEADLK). */
 static int try_elsewhere(const char *source)
 {
@@ -80,13 +92,7 @@ static void test_two_holders_never_share_a_descriptor(void)
 
 static void test_the_pool_is_bounded(void)
 {
-    char name[32];
-    cachelock_t *lock;
-    for (int i = 0; i < 200; i++) {
-        snprintf(name, sizeof name, "s%d", i);
-        CHECK_EQ(acquire(name, &lock), 0);
-        cachelock_release(lock);
-    }
+    use_sources(200);
     int n = cachelock_close_idle();
     tap_diag("%d of 200 released lock files were kept open", n);
     CHECK(n > 0 && n <= 64);
@@ -279,13 +285,8 @@ static void test_the_quick_open_refuses_what_the_long_one_does(void)
  * acquire failing with EMFILE. */
 static void test_kept_files_make_room_at_the_descriptor_limit(void)
 {
-    char name[32];
     cachelock_t *lock;
-    for (int i = 0; i < 8; i++) {
-        snprintf(name, sizeof name, "s%d", i);
-        CHECK_EQ(acquire(name, &lock), 0);
-        cachelock_release(lock);
-    }
+    use_sources(8);
     /* The lowest free descriptor is the next one open(2) returns: allow
      * nothing from there on. */
     int next = dup(0);
