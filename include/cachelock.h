@@ -274,6 +274,12 @@ typedef struct cachelock_options {
  * -ENOENT if the lock file does not exist yet. */
 #define CACHELOCK_F_NOCREATE 0x1u
 
+/* The lock is owned by no thread: it may be released by any thread, and a
+ * blocking acquire by the thread that took it never reports -EDEADLK for
+ * it (see OWNERSHIP).  For thread pools, event loops and language
+ * bindings that move locks between threads or tasks. */
+#define CACHELOCK_F_UNOWNED 0x2u
+
 /* ------------------------------------------------------------------------
  * Acquiring and releasing
  * ------------------------------------------------------------------------ */
@@ -362,8 +368,17 @@ CACHELOCK_EXTERN void cachelock_release(cachelock_t *lock);
 CACHELOCK_EXTERN int cachelock_fd(const cachelock_t *lock);
 
 /* cachelock_mode - the mode the lock is held in, or -EINVAL if lock is
- * NULL. */
+ * NULL or not a held lock. */
 CACHELOCK_EXTERN int cachelock_mode(const cachelock_t *lock);
+
+/*
+ * cachelock_disown - the lock is no longer owned by the thread that
+ * acquired it (see OWNERSHIP): hand it to another thread or task, and that
+ * thread's later blocking acquire of the same source waits instead of
+ * reporting -EDEADLK.  The lock stays held.  Returns 0, or -EINVAL if lock
+ * is NULL or not a held lock.
+ */
+CACHELOCK_EXTERN int cachelock_disown(cachelock_t *lock);
 
 /*
  * cachelock_close_idle - close the lock files this process keeps open

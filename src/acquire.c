@@ -4,19 +4,28 @@
  *
  * One attempt:
  *
- *   open lock file ──> same thread holds it? ──yes──> -EDEADLK
- *        │                    │ no
- *        │                    v
- *        │               flock(2) ──busy (non-blocking)──> -EWOULDBLOCK, keep fd
- *        │                    │ granted
- *        │                    v
- *        └──<── close ──<── path still names this file? ──yes──> registered, held
- *                  no (pruned or replaced meanwhile)
+ *   idle descriptor from the pool, or open .locks/{source}.lock afresh
+ *        │
+ *        v
+ *   descriptor still our file? ──no──> forget it (the program's now), reopen
+ *        │ yes (always, for a fresh one)
+ *        v
+ *   flock(2) without waiting ──busy──> try: -EWOULDBLOCK, keep the descriptor
+ *        │                     └─────> blocking: the calling thread owns a
+ *        │                             conflicting hold? -EDEADLK; else wait
+ *        │ granted                     in flock(2)
+ *        v
+ *   does the path name this file now? ──no──> unlock, close, start again
+ *        │ yes
+ *        v
+ *   held: recorded in the handle table, token to the caller
  *
- * The identity check is what makes pruning (unlink while holding the lock)
- * safe: a waiter that was granted the lock on a file that has since been
- * unlinked would otherwise hold a lock that nobody else can see, while the
- * next process locks a fresh file of the same name.
+ * The path check after every grant is what keeps mutual exclusion through
+ * pruning (unlink while holding the lock) and renames: a waiter granted
+ * the lock of a file that the path no longer names would hold a lock that
+ * nobody else can see, while the next process locks the file the path
+ * names now.  It is one fstatat(2) of the whole path, with no time window.
+ * Only a hold granted BEFORE a rename cannot be protected: no lock can.
  */
 #include "internal.h"
 
@@ -24,8 +33,10 @@
 #include <string.h>
 
 /* A file replaced more often than this while we try is a livelock, not a
- * race; give up with -EAGAIN rather than spin. */
+ * race; give up with -ESTALE rather than spin. */
 #define MAX_REOPENS 1000
+
+#define KNOWN_FLAGS (CACHELOCK_F_NOCREATE | CACHELOCK_F_UNOWNED)
 
 int cachelock__options_check(const cachelock_options_t *opts, cachelock_options_t *out)
 {
@@ -41,9 +52,9 @@ int cachelock__options_check(const cachelock_options_t *opts, cachelock_options_
     if (opts->timeout_ms < -1)
         return cachelock__failf(-EINVAL, "invalid options: timeout %ld ms is negative",
                                 opts->timeout_ms);
-    if (opts->flags & ~CACHELOCK_F_NOCREATE)
+    if (opts->flags & ~KNOWN_FLAGS)
         return cachelock__failf(-EINVAL, "invalid options: unknown flags 0x%x",
-                                opts->flags & ~CACHELOCK_F_NOCREATE);
+                                opts->flags & ~KNOWN_FLAGS);
     *out = *opts;
     out->version = CACHELOCK_OPTIONS_VERSION;
     return 0;
@@ -52,7 +63,7 @@ int cachelock__options_check(const cachelock_options_t *opts, cachelock_options_
 void cachelock__attempt_init(struct cachelock__attempt *a)
 {
     a->h = NULL;
-    a->created_from = 0;
+    a->fresh = 0;
     a->hash = cachelock__path_hash(a->path.buf, a->path.len);
 }
 
@@ -65,22 +76,20 @@ void cachelock__attempt_done(struct cachelock__attempt *a)
     a->h = NULL;
 }
 
-/* Give a->h an open lock file: an idle one from the pool, or a new one.
- * A new one is opened with one open(2) when .locks is known good, else
- * the long way (os_open), which creates what is missing and explains
- * failures. */
+/* Give a->h an open lock file: an idle one from the pool, or a new one. */
 static int open_handle(struct cachelock__attempt *a)
 {
     const int nocreate = (a->flags & CACHELOCK_F_NOCREATE) != 0;
-    cachelock_t *h;
+    struct cachelock__handle *h;
     int local, rc;
 
-    /* Only absolute paths are kept or trusted: a relative one names another
-     * file after chdir(2). */
+    /* Only absolute paths are kept: a relative one names another file
+     * after chdir(2). */
     const int absolute = a->path.buf[0] == '/';
     h = absolute ? cachelock__pool_take(a->path.buf, a->path.len, a->hash) : NULL;
     if (h) {
         a->h = h;
+        a->fresh = 0;       /* check the descriptor before locking it */
         return 0;
     }
     h = cachelock__sys.malloc(sizeof *h + a->path.len + 1);
@@ -90,31 +99,17 @@ static int open_handle(struct cachelock__attempt *a)
     h->path_len = (unsigned short)a->path.len;
     h->hash = a->hash;
     h->flags = 0;
-    h->fd = -1;
-    if (absolute && cachelock__dir_known(&a->path, &local)) {
-        h->fd = cachelock__os_open_known(&a->path, nocreate);
-        if (h->fd < 0 && h->fd != -EAGAIN) {
-            rc = h->fd;
-            free(h);
-            return cachelock__fail(rc, "open lock file", a->path.buf);
-        }
+    h->owner = 0;
+    rc = cachelock__os_open(&a->path, nocreate, &h->fd, &h->id, &local);
+    if (rc < 0) {
+        free(h);
+        return rc;
     }
-    if (h->fd < 0) {
-        rc = cachelock__os_open(&a->path, nocreate, &h->fd, &h->id, &local, &a->created_from);
-        if (rc < 0) {
-            free(h);
-            return rc;
-        }
-        h->flags = H_ID_KNOWN;
-        if (absolute)
-            cachelock__dir_remember(&a->path, local);
-    }
-    /* else: the identity is read after the grant, by os_check_granted */
     if (local)
         h->flags |= absolute ? H_LOCAL | H_POOLABLE : H_LOCAL;
-    h->checked_ms = cachelock__os_now_coarse_ms();
-    h->fork_gen = cachelock__fork_generation();
+    h->epoch = cachelock__os_process_epoch();
     a->h = h;
+    a->fresh = 1;
     return 0;
 }
 
@@ -124,21 +119,35 @@ static int open_handle(struct cachelock__attempt *a)
 static int open_handle_or_make_room(struct cachelock__attempt *a)
 {
     int rc = open_handle(a);
-    if ((rc == -EMFILE || rc == -ENFILE) && cachelock_close_idle() > 0)
+    if ((rc == -EMFILE || rc == -ENFILE) && cachelock__pool_close_all() > 0)
         rc = open_handle(a);
     return rc;
 }
 
+/* Drop a->h after a failure: its descriptor is closed, never kept. */
+static void drop(struct cachelock__attempt *a)
+{
+    a->h->flags |= H_NOKEEP;
+    cachelock__attempt_done(a);
+}
+
+void cachelock__attempt_ungrant(struct cachelock__handle *h)
+{
+    cachelock__os_unlock(h->fd);
+    h->flags |= H_NOKEEP;
+    cachelock__pool_put(h);
+}
+
 int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t **out)
 {
-    cachelock_t *h;
+    struct cachelock__handle *h;
     int rc;
 
     *out = NULL;
     for (int reopens = 0;; reopens++) {
         if (reopens > MAX_REOPENS)
-            return cachelock__failf(-EAGAIN, "cannot lock '%s': the file keeps being replaced",
-                                    a->path.buf);
+            return cachelock__failf(-ESTALE, "cannot lock '%s': the file was replaced %d times "
+                                    "in a row while trying", a->path.buf, MAX_REOPENS);
         if (!a->h) {
             rc = open_handle_or_make_room(a);
             if (rc < 0)
@@ -147,40 +156,51 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
         h = a->h;
         if (!h)     /* cannot happen: open_handle sets it or fails */
             return cachelock__failf(-EINVAL, "cannot lock '%s': no lock file", a->path.buf);
+        if (!a->fresh) {
+            /* Kept across calls (the pool, or an earlier step of a wait):
+             * the program may have closed the descriptor and opened
+             * something else under its number.  Never lock that. */
+            rc = cachelock__os_fd_is(h->fd, &h->id);
+            if (rc != 1) {
+                if (rc == 0)
+                    h->fd = -1;     /* not ours to close */
+                drop(a);
+                continue;
+            }
+            a->fresh = 1;
+        }
         /* Try without waiting first: the uncontended case then costs one
          * call, and only a busy lock pays for the deadlock check. */
         rc = cachelock__os_lock(h->fd, a->mode, 0);
         if (rc == -EWOULDBLOCK) {
-            if (!(h->flags & H_ID_KNOWN) && (rc = cachelock__os_read_id(h)) < 0)
-                goto close_fd;
-            rc = cachelock__registry_check(&h->id, a->mode);
-            if (rc < 0) {
-                cachelock__fail(rc, "lock", a->path.buf);
-                goto close_fd;
-            }
-            if (!block) {
-                a->created_from = 0;    /* someone else uses what we created */
+            if (!block)
                 return cachelock__failf(-EWOULDBLOCK, "cannot lock '%s': held by another owner",
                                         a->path.buf);
+            /* Only a wait that could never end is refused: this thread
+             * itself owns a conflicting hold (tries and timed waits just
+             * report busy; another thread may release it). */
+            rc = cachelock__registry_check(&h->id, a->mode);
+            if (rc < 0) {
+                cachelock__failf(rc, "cannot lock '%s': this thread already holds it "
+                                 "(would deadlock)", a->path.buf);
+                drop(a);
+                return rc;
             }
             rc = cachelock__os_lock(h->fd, a->mode, 1);
         }
         if (rc < 0) {
             cachelock__fail(rc, rc == -EINTR ? "wait for lock" : "lock", a->path.buf);
-            goto close_fd;
+            drop(a);
+            return rc;
         }
-        rc = cachelock__os_check_granted(h);
+        rc = cachelock__os_path_names(a->path.buf, &h->id);
         if (rc == 1)
             break;
-        /* Pruned or replaced while we waited: this lock protects nothing. */
-        if (rc < 0)
-            cachelock__os_undo_create(&a->path, a->created_from);
+        /* Pruned, renamed or replaced: this lock protects nothing. */
         cachelock__os_unlock(h->fd);
-        h->flags |= H_NOKEEP;
-        cachelock__attempt_done(a);
+        drop(a);
         if (rc < 0)
             return rc;
-        a->created_from = 0;
     }
 
     if (h->flags & H_WAITING) {
@@ -189,23 +209,20 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
             h->flags |= H_NOKEEP;
         h->flags &= (unsigned short)~H_WAITING;
     }
-    a->created_from = 0;
     h->mode = a->mode;
-    cachelock__registry_add(h);
-    a->h = NULL;     /* now owned by the caller */
-    *out = h;
+    *out = cachelock__handle_publish(h, (a->flags & CACHELOCK_F_UNOWNED) != 0);
+    if (!*out) {
+        rc = cachelock__fail(-ENOMEM, "record lock", a->path.buf);
+        cachelock__os_unlock(h->fd);
+        drop(a);
+        return rc;
+    }
+    a->h = NULL;     /* now held by the caller */
     return 0;
-
-close_fd:
-    cachelock__os_undo_create(&a->path, a->created_from);
-    a->created_from = 0;
-    h->flags |= H_NOKEEP;
-    cachelock__attempt_done(a);
-    return rc;
 }
 
-int cachelock_acquire_ex(const char *cache_dir, const char *source,
-                         const cachelock_options_t *opts, cachelock_t **out)
+static int acquire_ex(const char *cache_dir, const char *source,
+                      const cachelock_options_t *opts, cachelock_t **out)
 {
     struct cachelock__attempt a;
     cachelock_options_t o;
@@ -214,20 +231,31 @@ int cachelock_acquire_ex(const char *cache_dir, const char *source,
     if (!out)
         return cachelock__failf(-EINVAL, "invalid argument: no place to store the lock (out is NULL)");
     *out = NULL;
-    rc = cachelock__path_build(&a.path, cache_dir, source);
-    if (rc < 0)
-        return rc;
     rc = cachelock__options_check(opts, &o);
     if (rc < 0)
         return rc;
-    if (o.timeout_ms >= 0)
-        return cachelock__wait_acquire(&a.path, &o, out);
+    rc = cachelock__path_build(&a.path, cache_dir, source);
+    if (rc < 0)
+        return rc;
+    if (o.timeout_ms >= 0) {
+        rc = cachelock__wait_acquire(&a.path, &o, out);
+    } else {
+        a.mode = o.mode;
+        a.flags = o.flags;
+        cachelock__attempt_init(&a);
+        rc = cachelock__attempt_try(&a, 1, out);
+        cachelock__attempt_done(&a);
+    }
+    cachelock__path_free(&a.path);
+    return rc;
+}
 
-    a.mode = o.mode;
-    a.flags = o.flags;
-    cachelock__attempt_init(&a);
-    rc = cachelock__attempt_try(&a, 1, out);
-    cachelock__attempt_done(&a);
+int cachelock_acquire_ex(const char *cache_dir, const char *source,
+                         const cachelock_options_t *opts, cachelock_t **out)
+{
+    int old = cachelock__cancel_off();
+    int rc = acquire_ex(cache_dir, source, opts, out);
+    cachelock__cancel_restore(old);
     return rc;
 }
 
@@ -243,45 +271,54 @@ int cachelock_try_acquire(const char *cache_dir, const char *source, cachelock_t
     return cachelock_acquire_ex(cache_dir, source, &o, out);
 }
 
-void cachelock_release(cachelock_t *lock)
+static void release(cachelock_t *lock)
 {
+    int ours;
+    struct cachelock__handle *h;
+
     if (!lock)
         return;
-    /* Unlock explicitly rather than rely on close(2): a forked child may
-     * hold a copy of the descriptor, and close alone would leave the lock
-     * held by that copy.  A handle inherited from the parent is only
-     * closed. */
-    int ours = cachelock__registry_remove(lock);
-    if (ours < 0) {
+    h = cachelock__handle_unpublish(lock, &ours);
+    if (!h) {
         cachelock__failf(-EINVAL, "cannot release lock: not a held lock (released twice?)");
         return;
     }
-    if (!ours) {
-        cachelock__handle_free(lock);
+    int rc = cachelock__os_fd_is(h->fd, &h->id);
+    if (rc < 0)
+        h->flags |= H_NOKEEP;
+    if (rc == 0) {
+        /* The program closed our descriptor (and the lock went with it,
+         * unless a copy lives on) and may have opened something else
+         * under its number: neither unlock nor close that. */
+        cachelock__failf(-EBADF, "cannot release lock '%s': its descriptor was closed by "
+                         "the program; left alone", h->path);
+        h->fd = -1;
+        cachelock__handle_free(h);
         return;
     }
-    if (cachelock__os_unlock(lock->fd) < 0)
-        lock->flags |= H_NOKEEP;
+    if (!ours) {
+        /* Inherited across fork(2): the lock is the parent's; closing our
+         * copy leaves it held, unlocking would free it. */
+        cachelock__handle_free(h);
+        return;
+    }
+    /* Unlock explicitly rather than rely on close(2): a forked child may
+     * hold a copy of the descriptor, and close alone would leave the lock
+     * held by that copy. */
+    if (cachelock__os_unlock(h->fd) < 0)
+        h->flags |= H_NOKEEP;
     /* Kept open, the release makes no inotify event; a timed or
      * asynchronous waiter has marked the file, and then we close so that
      * its watch sees the release now rather than at its next re-check. */
-    if ((lock->flags & (H_POOLABLE | H_EXPOSED | H_NOKEEP)) == H_POOLABLE &&
-        (!cachelock__pool_has_room(lock) || cachelock__os_has_waiters(lock->fd)))
-        lock->flags |= H_NOKEEP;
-    cachelock__pool_put(lock);
+    if ((h->flags & (H_POOLABLE | H_EXPOSED | H_NOKEEP)) == H_POOLABLE &&
+        (!cachelock__pool_has_room(h) || cachelock__os_has_waiters(h->fd)))
+        h->flags |= H_NOKEEP;
+    cachelock__pool_put(h);
 }
 
-int cachelock_fd(const cachelock_t *lock)
+void cachelock_release(cachelock_t *lock)
 {
-    if (!lock)
-        return -EINVAL;
-    /* Handed out, the descriptor may be shared with a child or dup'ed:
-     * never reuse it for another acquire. */
-    ((cachelock_t *)lock)->flags |= H_EXPOSED;
-    return lock->fd;
-}
-
-int cachelock_mode(const cachelock_t *lock)
-{
-    return lock ? (int)lock->mode : -EINVAL;
+    int old = cachelock__cancel_off();
+    release(lock);
+    cachelock__cancel_restore(old);
 }

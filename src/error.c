@@ -15,6 +15,8 @@ static _Thread_local char message[PATH_MAX + 256];
 
 const char *cachelock_strerror(int err)
 {
+    if (err == INT_MIN)
+        return "Unknown error";     /* -INT_MIN does not exist */
     if (err < 0)
         err = -err;
     switch (err) {
@@ -51,7 +53,7 @@ const char *cachelock_strerror(int err)
     case EOVERFLOW:    return "Value too large for defined data type";
     case EFAULT:       return "Bad address";
     case ETXTBSY:      return "Text file busy";
-    case ESTALE:       return "Stale file handle";
+    case ESTALE:       return "Stale file handle (the lock file keeps being replaced)";
     default:           return "Unknown error";
     }
 }
@@ -75,6 +77,33 @@ int cachelock__failf(int err, const char *fmt, ...)
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
     return err;
+}
+
+/* ---- cancellation ------------------------------------------------------- */
+
+/* Nesting depth of cancel_off() in this thread, and the state the
+ * outermost call found. */
+static _Thread_local int cancel_depth;
+static _Thread_local int cancel_caller;
+
+int cachelock__cancel_off(void)
+{
+    int old;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    if (cancel_depth++ == 0)
+        cancel_caller = old;
+    return old;
+}
+
+void cachelock__cancel_restore(int old)
+{
+    cancel_depth--;
+    pthread_setcancelstate(old, NULL);
+}
+
+int cachelock__cancel_caller_state(void)
+{
+    return cancel_depth > 0 ? cancel_caller : PTHREAD_CANCEL_DISABLE;
 }
 
 const char *cachelock_version(void)

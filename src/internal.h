@@ -1,7 +1,12 @@
 /*
  * internal.h - what the portable code (the src directory) and the OS layer
- * (src/unix, later src/win) say to each other.  Nothing here is
- * exported from the shared library.
+ * (src/unix, later src/win) say to each other.  Nothing here is exported
+ * from the shared library.
+ *
+ * The interface is one-way: portable code calls the OS layer (the
+ * cachelock__os_* functions below), never the other way round.  The OS
+ * layer only reports facts (a descriptor, an identity, a process epoch);
+ * every policy (pools, ownership, fork rules) lives in portable code.
  *
  * Naming: cachelock__* is internal and non-static; static helpers have
  * short plain names.
@@ -33,21 +38,42 @@ int cachelock__fail(int err, const char *op, const char *path);
 int cachelock__failf(int err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* ---- cancellation (error.c) ---------------------------------------------- */
+
+/* Every public function runs with pthread cancellation disabled, so that a
+ * cancellation point inside it (open, close, read) can never unwind past a
+ * half-done step and leak a descriptor or a lock.  Only the sleep of a
+ * timed wait (wait.c) is a cancellation point, with a cleanup handler.
+ * cancel_off() returns the caller's state for cancel_restore(); the state
+ * is also kept for the timed wait, which sleeps in the caller's state. */
+int cachelock__cancel_off(void);
+void cachelock__cancel_restore(int old);
+/* The caller's cancellation state saved by the outermost cancel_off(). */
+int cachelock__cancel_caller_state(void);
+
 /* ---- names and paths (name.c) ------------------------------------------- */
 
 /* A lock path split into the parts the OS layer needs:
- * buf = "{cache_dir}/.locks/{source}.lock", with the offsets of the pieces. */
+ * buf = "{cache_dir}/.locks/{source}.lock", with the offsets of the pieces.
+ * Short paths live in the struct itself, long ones on the heap: threads
+ * with the smallest stacks (16 KiB) must be able to acquire. */
+#define PATH_INLINE 200
 struct cachelock__path {
-    char buf[PATH_MAX];
+    char *buf;          /* inline or heap; NUL-terminated */
     size_t dir_len;     /* strlen(cache_dir), the cache directory */
     size_t locks_len;   /* length of "{cache_dir}/.locks" */
     size_t len;         /* length of the whole path */
+    char inline_buf[PATH_INLINE];
 };
 
-/* Validate source (message on failure) and fill p.  Returns 0, -EINVAL or
- * -ENAMETOOLONG. */
+/* Validate source (message on failure) and fill p.  Returns 0, -EINVAL,
+ * -ENAMETOOLONG or -ENOMEM; on failure nothing is left to free. */
 int cachelock__path_build(struct cachelock__path *p, const char *cache_dir,
                           const char *source);
+/* Copy src into dst (fresh); 0 or -ENOMEM. */
+int cachelock__path_copy(struct cachelock__path *dst, const struct cachelock__path *src);
+/* Free what path_build or path_copy allocated; p may be reused after. */
+void cachelock__path_free(struct cachelock__path *p);
 
 /* The file name part of p: "{source}.lock". */
 static inline const char *cachelock__path_file(const struct cachelock__path *p)
@@ -59,82 +85,112 @@ static inline const char *cachelock__path_file(const struct cachelock__path *p)
  * not NULL, points it at a reason ("contains a path separator"). */
 int cachelock__name_check(const char *source, size_t len, const char **why);
 
-/* ---- held-lock registry (registry.c) ------------------------------------- */
+/* ---- handles ------------------------------------------------------------- */
 
-/* Identity of a lock file: what fstat(2) says, compared after every grant. */
+/* Identity of a file: what fstat(2) says. */
 struct cachelock__fileid {
     uint64_t dev;
     uint64_t ino;
 };
 
-/* A lock handle, and also an entry of the pool of released descriptors
- * (pool.c): a handle is either held (in the registry, locked by its owner)
- * or idle (in the pool, unlocked), never both, so no two holders ever
- * share a descriptor. */
-struct cachelock {
-    struct cachelock *next;         /* registry chain when held, pool
-                                       bucket chain when idle */
-    struct cachelock *older, *newer;/* pool age list when idle */
-    struct cachelock__fileid id;    /* valid when H_ID_KNOWN */
-    pthread_t owner;                /* the thread that acquired it */
+static inline int cachelock__same_id(const struct cachelock__fileid *a,
+                                     const struct cachelock__fileid *b)
+{
+    return a->dev == b->dev && a->ino == b->ino;
+}
+
+/* An open lock file.  A handle is either held (in the handle table,
+ * registry.c, which gives the caller a token for it), idle (in the pool of
+ * released descriptors, pool.c), or in the hands of one acquire attempt;
+ * never two of these, so no two holders ever share a descriptor.  The
+ * public cachelock_t pointer is a token naming a table slot and its
+ * generation, never this struct's address: a token released twice is
+ * recognised even after the struct has been handed out again. */
+struct cachelock__handle {
+    struct cachelock__handle *next;          /* pool bucket chain when idle */
+    struct cachelock__handle *older, *newer; /* pool age list when idle */
+    struct cachelock__fileid id;    /* of the file fd was opened on */
+    uint64_t owner;                 /* thread id (thread_id()) that owns
+                                       the hold, 0 for none */
+    uint64_t epoch;                 /* process epoch when opened */
     uint64_t hash;                  /* of path, the pool key */
-    int64_t checked_ms;             /* when path last named this file */
     int fd;
     cachelock_mode_t mode;
-    unsigned fork_gen;              /* fork generation when opened */
     unsigned short flags;           /* H_* below */
     unsigned short path_len;
     char path[];                    /* "{cache_dir}/.locks/{source}.lock" */
 };
 
-#define H_ID_KNOWN  0x1     /* id has been read with fstat(2) */
-#define H_LOCAL     0x40    /* local filesystem: may mark itself waiting
+#define H_LOCAL     0x1     /* local filesystem: may mark itself waiting
                                (see os_mark_waiting) */
 #define H_POOLABLE  0x2     /* H_LOCAL and an absolute path: may be pooled */
 #define H_EXPOSED   0x4     /* cachelock_fd() gave the descriptor away */
 #define H_WAITING   0x8     /* carries a waiter mark */
-#define H_NOKEEP    0x10    /* close at release: unlinked by prune, a waiter
-                               is marked, or the state is unknown */
+#define H_NOKEEP    0x10    /* close at release: a waiter is marked, or the
+                               state is unknown */
 #define H_REUSED    0x20    /* taken from the pool at least once */
 
-/* 0 if the calling thread may wait for id in mode; -EDEADLK if it holds id
- * in a conflicting mode itself. */
+/* Close (when fd >= 0) and free a handle that nobody holds. */
+void cachelock__handle_free(struct cachelock__handle *h);
+
+/* ---- the handle table, ownership, fork (registry.c) ---------------------- */
+
+/* The one mutex of the process-wide tables (handles, pool, inotify
+ * instances).  lock() returns what unlock() needs: while fork(2) runs the
+ * library's atfork handlers hold the mutex for the forking thread, and
+ * atfork handlers of the program that call the library on that same thread
+ * pass through instead of deadlocking. */
+int cachelock__tables_lock(void);
+void cachelock__tables_unlock(int token);
+
+/* The calling thread's id: unique for the life of the process, never
+ * reused (pthread_t values are reused after a thread exits). */
+uint64_t cachelock__thread_id(void);
+
+/* Hand a granted handle to the caller: record it (owned by the calling
+ * thread unless unowned) and return its token; NULL when out of memory
+ * (the handle is untouched then). */
+cachelock_t *cachelock__handle_publish(struct cachelock__handle *h, int unowned);
+/* Take a token back for release: the handle, with *ours 1 if it was
+ * acquired in this process and 0 if inherited across fork(2); NULL if the
+ * token is not a held lock (released already, or never a lock). */
+struct cachelock__handle *cachelock__handle_unpublish(const cachelock_t *lock, int *ours);
+/* -EDEADLK if the calling thread owns a held lock on id, in this process,
+ * in a mode that conflicts with mode; else 0. */
 int cachelock__registry_check(const struct cachelock__fileid *id, cachelock_mode_t mode);
-void cachelock__registry_add(struct cachelock *lock);
-/* Bumped in every child after fork(2): who was forked from whom. */
-unsigned cachelock__fork_generation(void);
-/* Remove lock; returns 1 if it was taken in this process (same fork
- * generation), 0 if it was inherited from a parent across fork(2), -1 if it
- * is not a live handle (released already): then it must not be touched. */
-int cachelock__registry_remove(struct cachelock *lock);
-/* The one mutex of the process-wide tables (registry and pool); taking it
- * returns the current fork generation.  fork(2) waits for it. */
-unsigned cachelock__tables_lock(void);
-void cachelock__tables_unlock(void);
 
 /* ---- released descriptors kept open (pool.c) ----------------------------- */
 
 /* Hash of a lock path, the pool key. */
 uint64_t cachelock__path_hash(const char *path, size_t len);
 /* An idle handle for path, opened in this process, removed from the pool;
- * NULL if there is none. */
-cachelock_t *cachelock__pool_take(const char *path, size_t len, uint64_t hash);
+ * NULL if there is none.  Its descriptor must be checked (os_fd_is) before
+ * use: the program may have closed it meanwhile. */
+struct cachelock__handle *cachelock__pool_take(const char *path, size_t len, uint64_t hash);
 /* Would the pool take h now?  A handle used once is not let in when the
  * pool is full, so that a scan of many sources cannot push out the ones in
  * steady use (and its release then skips the waiter test: it closes). */
-int cachelock__pool_has_room(const cachelock_t *h);
+int cachelock__pool_has_room(const struct cachelock__handle *h);
 /* Keep an unlocked handle for later; closes and frees it (or an older one)
  * instead when it cannot be kept. */
-void cachelock__pool_put(cachelock_t *h);
-/* Close and free a handle that is not held. */
-void cachelock__handle_free(cachelock_t *h);
-/* Is the .locks directory of p known (checked within the last second) to
- * be a real directory, and on a local filesystem (*local)? */
-int cachelock__dir_known(const struct cachelock__path *p, int *local);
-/* Remember that the .locks directory of p was just opened safely. */
-void cachelock__dir_remember(const struct cachelock__path *p, int local);
-/* Forget every remembered directory (tests: the first-time path). */
-void cachelock__dirs_forget(void);
+void cachelock__pool_put(struct cachelock__handle *h);
+/* Close every idle handle; the number closed. */
+int cachelock__pool_close_all(void);
+
+/* ---- inotify instances kept for later waits (watchers.c) ----------------- */
+
+/* A change-notification watch on one lock file, for a timed or
+ * asynchronous wait. */
+struct cachelock__watch {
+    int fd;                         /* pollable descriptor, or -1 */
+    int wd;                         /* the watch inside it */
+    struct cachelock__fileid fd_id; /* identity of fd itself */
+    uint64_t epoch;                 /* process epoch when fd was made */
+};
+/* Start watching path; 0, or a negative code (then waits use the timer). */
+int cachelock__watch_start(const char *path, struct cachelock__watch *w);
+/* Stop; the instance is kept for the next wait when possible.  w->fd = -1. */
+void cachelock__watch_stop(struct cachelock__watch *w);
 
 /* ---- one acquire attempt (acquire.c) ------------------------------------- */
 
@@ -143,9 +199,10 @@ struct cachelock__attempt {
     struct cachelock__path path;
     uint64_t hash;                  /* of path.buf */
     cachelock_mode_t mode;
-    unsigned flags;
-    cachelock_t *h;                 /* the open lock file, or NULL */
-    size_t created_from;            /* directories this attempt created */
+    unsigned flags;                 /* CACHELOCK_F_* */
+    struct cachelock__handle *h;    /* the open lock file, or NULL */
+    int fresh;                      /* h->fd opened or checked within this
+                                       call: no need to check it again */
 };
 
 int cachelock__options_check(const cachelock_options_t *opts, cachelock_options_t *out);
@@ -155,7 +212,11 @@ void cachelock__attempt_init(struct cachelock__attempt *a);
  * with *out held, -EWOULDBLOCK when busy (fd stays open for the next try), or
  * a final error (fd closed).  Retries internally when the file was replaced. */
 int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t **out);
+/* Let go of the attempt's open file (never granted, so unlocked). */
 void cachelock__attempt_done(struct cachelock__attempt *a);
+/* Release a handle that attempt_try granted but that will not be handed
+ * out (prune): unlock, close, free. */
+void cachelock__attempt_ungrant(struct cachelock__handle *h);
 
 /* A timed or try acquire (wait.c): the wait machine driven by poll(2). */
 int cachelock__wait_acquire(const struct cachelock__path *path, const cachelock_options_t *o,
@@ -163,26 +224,23 @@ int cachelock__wait_acquire(const struct cachelock__path *path, const cachelock_
 
 /* ---- OS layer (src/unix) ------------------------------------------------- */
 
-/* Open (creating what is missing unless nocreate) the lock file of p.
- * Returns 0 with *fd, *id, *local (1: a local filesystem, see
- * os_mark_waiting) and *created_from (length of the shallowest directory
- * this call created, 0 if none), or a negative code with the message set
- * and nothing created left behind. */
-int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fd,
-                       struct cachelock__fileid *id, int *local, size_t *created_from);
-/* The quick open when .locks is known good: one open(2) of the whole path.
- * Returns the descriptor, -EAGAIN when os_open must try (it creates what is
- * missing, falls back to read-only and explains), or another negative
- * code. */
-int cachelock__os_open_known(const struct cachelock__path *p, int nocreate);
-/* fstat(2) h->fd into h->id (H_ID_KNOWN); a negative code if that fails or
- * the file is not a regular file. */
-int cachelock__os_read_id(cachelock_t *h);
-/* After a grant: does h's path still name the file h->fd locked?  1 yes,
- * 0 no (removed or replaced), negative on error.  One fstat(2) when the
- * file has one link and its path was resolved within the last second,
- * otherwise a stat(2) of the path too. */
-int cachelock__os_check_granted(cachelock_t *h);
+/* Open (creating what is missing unless nocreate) the lock file of p,
+ * through .locks opened without following a symbolic link.  Returns 0 with
+ * *fd, *id and *local (1: a local filesystem, see os_mark_waiting), or a
+ * negative code with the message set.  Directories and the lock file it
+ * created stay when a later step fails: another process may already use
+ * them. */
+int cachelock__os_open(struct cachelock__path *p, int nocreate, int *fd,
+                       struct cachelock__fileid *id, int *local);
+/* Does descriptor fd still refer to the file id?  1 yes, 0 no (closed or
+ * reused by the program: do not touch it), or -errno when fstat(2) fails
+ * otherwise (then close it if it must go, but never reuse it). */
+int cachelock__os_fd_is(int fd, const struct cachelock__fileid *id);
+/* The identity of an open descriptor; 0 or -errno. */
+int cachelock__os_fd_id(int fd, struct cachelock__fileid *id);
+/* After a grant: does path name the file id now?  1 yes, 0 no (removed
+ * or replaced), negative on error (message set). */
+int cachelock__os_path_names(const char *path, const struct cachelock__fileid *id);
 /* Waiter marks: a timed or asynchronous waiter puts an OFD read lock on
  * one byte far beyond the data (flock(2) and OFD locks are independent on
  * local filesystems), and a releaser that keeps its descriptor open tests
@@ -192,55 +250,54 @@ int cachelock__os_check_granted(cachelock_t *h);
 int cachelock__os_mark_waiting(int fd, int on);
 /* 1 if some other open file holds a waiter mark on fd's file, else 0. */
 int cachelock__os_has_waiters(int fd);
-/* Coarse monotonic clock in milliseconds (cheap; a few ms resolution). */
-int64_t cachelock__os_now_coarse_ms(void);
-/* Remove what an open that reported created_from made, after a later
- * failure of the same acquire.  Keeps errno. */
-void cachelock__os_undo_create(const struct cachelock__path *p, size_t created_from);
 /* flock the descriptor: 0, -EWOULDBLOCK (only when !block), -EINTR, -errno. */
 int cachelock__os_lock(int fd, cachelock_mode_t mode, int block);
 /* 0, or -errno: then only closing the descriptor is sure to unlock. */
 int cachelock__os_unlock(int fd);
 void cachelock__os_close(int fd);
-/* Remove the lock file of p (we hold its lock). */
-int cachelock__os_unlink(const struct cachelock__path *p);
+/* Remove the lock file of p, whose lock we hold exclusively through fd
+ * (identity id), so that no other file is ever removed: it is renamed to
+ * a private name first, and removed only if that name is our file.
+ * 0, 1 if the path no longer names our file (nothing removed), or a
+ * negative code. */
+int cachelock__os_remove_held(struct cachelock__path *p, const struct cachelock__fileid *id);
 /* Milliseconds since the file of fd last changed (its creation, for lock
  * files), or a negative code. */
 int64_t cachelock__os_age_ms(int fd);
 /* Identity of an existing lock file without creating anything. */
 int cachelock__os_stat(const char *path, struct cachelock__fileid *id);
-
-/* Move a descriptor to 3 or above (closing the low one); -1 on failure. */
-int cachelock__os_keep_high(int fd);
-/* Call fn for every entry name of dir; a missing dir has no entries. */
-int cachelock__os_list(const char *dir, int (*fn)(const char *name, void *ctx), void *ctx);
+/* Call fn for every entry name of the directory p->buf[0..len) (a missing
+ * one has no entries). */
+int cachelock__os_list(struct cachelock__path *p, size_t len,
+                       int (*fn)(const char *name, void *ctx), void *ctx);
 
 /* Monotonic clock in microseconds. */
 int64_t cachelock__os_now_us(void);
 
-/* Change notification for waits: a pollable descriptor that becomes
- * readable when the lock file at path is closed, removed or renamed. */
-struct cachelock__watch {
-    int fd;     /* the inotify instance, or -1 */
-    int wd;     /* the watch inside it */
-};
-/* Returns 0, or a negative code (then waits rely on the timer). */
-int cachelock__os_watch(const char *path, struct cachelock__watch *w);
-/* Empty a watch descriptor's queue; returns the bytes of events read. */
-long cachelock__os_watch_drain(int wfd);
-/* Give the instance back for the next wait, which removes this watch
- * first (off the handoff path); w->fd = -1. */
-void cachelock__os_unwatch(struct cachelock__watch *w);
-/* fork(2) hooks of the instance pool, called by registry.c's handlers. */
-void cachelock__os_notify_prefork(void);
-void cachelock__os_notify_postfork(void);
+/* The process epoch (fork.c): a nonzero number that changes in every child
+ * made by fork(2), _Fork() or clone() without CLONE_VM, whether or not
+ * atfork handlers ran, and never takes a value an ancestor had.  Anything
+ * recorded under another epoch belongs to an ancestor process. */
+uint64_t cachelock__os_process_epoch(void);
+
+/* Change notification (notify.c): a pollable descriptor that becomes
+ * readable when a watched lock file is closed, removed or renamed. */
+/* A new instance (descriptor 3 or above), or -errno. */
+int cachelock__os_notify_open(void);
+/* Watch path in instance fd: the watch number, or -errno. */
+int cachelock__os_notify_add(int fd, const char *path);
+/* Remove watch wd; 0, or -errno (-EINVAL: it is gone already). */
+int cachelock__os_notify_remove(int fd, int wd);
+/* Empty the instance's queue; returns the bytes of events read. */
+long cachelock__os_notify_drain(int fd);
 
 /* Sleep in poll(2) on fd (may be -1) for at most timeout_ms.  Returns 0, or
- * -EINTR when a signal handler without SA_RESTART may have run. */
+ * -EINTR when a signal handler without SA_RESTART may have run.  A
+ * cancellation point. */
 int cachelock__os_poll(int fd, int timeout_ms);
 
-/* Kernel lock table (proc.c): calls fn for every lock on id.  Returns 0,
- * -ENOSYS when there is no table, or -errno. */
+/* Kernel lock table (proc.c): calls fn for every flock(2) lock on id.
+ * Returns 0, -ENOSYS when there is no table, or -errno. */
 struct cachelock__lockline {
     int pid;
     int waiting;
@@ -252,16 +309,17 @@ typedef int (*cachelock__lock_fn)(const struct cachelock__lockline *l, void *ctx
 int cachelock__os_locks_on(const struct cachelock__fileid *id, cachelock__lock_fn fn, void *ctx);
 /* The command line of pid into buf ("" when unreadable). */
 void cachelock__os_command(int pid, char *buf, size_t size);
-/* Parse one line of /proc/locks; 0 on success, -EINVAL if malformed. */
+/* Parse one line of /proc/locks; 0 on success, -EINVAL if malformed or
+ * not a flock(2) lock. */
 int cachelock__parse_lockline(const char *line, struct cachelock__lockline *out);
 
 /* ---- system call table (unix/syscalls.c) --------------------------------- */
 
 /* Every system call of the acquire, wait, release and prune paths goes
  * through this table (the diagnostics that read /proc and the signal-handler
- * check in notify.c do not), so tests can
- * inject failures (SQLite's aSyscall[] idea).  Tests link the static
- * library and swap entries; nothing outside the library can see it. */
+ * check in notify.c do not), so tests can inject failures (SQLite's
+ * aSyscall[] idea).  Tests link the static library and swap entries;
+ * nothing outside the library can see it. */
 struct stat;
 struct statfs;
 struct pollfd;
@@ -273,8 +331,8 @@ struct cachelock__syscalls {
     int (*fstat)(int fd, struct stat *st);
     int (*fstatat)(int dirfd, const char *path, struct stat *st, int flags);
     int (*mkdir)(const char *path, unsigned mode);
-    int (*unlink)(const char *path);
-    int (*rmdir)(const char *path);
+    int (*unlinkat)(int dirfd, const char *path, int flags);
+    int (*renameat)(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
     int (*fcntl)(int fd, int cmd, ...);
     int (*poll)(struct pollfd *fds, unsigned long n, int timeout);
     int (*inotify_init1)(int flags);

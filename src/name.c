@@ -18,6 +18,7 @@
  */
 #include "internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Printable ASCII bytes that may appear anywhere in a name, as bitmaps of
@@ -158,9 +159,10 @@ int cachelock_check_name(const char *source)
 
 int cachelock__path_build(struct cachelock__path *p, const char *cache_dir, const char *source)
 {
-    size_t dir_len, name_len, need;
+    size_t dir_len, name_len, need, at;
     int rc;
 
+    p->buf = p->inline_buf;
     p->buf[0] = '\0';
     p->dir_len = p->locks_len = p->len = 0;
     if (!cache_dir || !*cache_dir)
@@ -176,35 +178,83 @@ int cachelock__path_build(struct cachelock__path *p, const char *cache_dir, cons
         dir_len--;
     name_len = strlen(source);
     need = dir_len + 1 + strlen(LOCKS_DIR) + 1 + name_len + strlen(LOCK_SUFFIX);
-    if (need >= sizeof p->buf)
+    if (need >= PATH_MAX)
         return cachelock__failf(-ENAMETOOLONG, "cannot build lock path in '%.*s': %s",
                                 (int)(dir_len > 200 ? 200 : dir_len), cache_dir,
                                 cachelock_strerror(ENAMETOOLONG));
+    if (need >= sizeof p->inline_buf) {
+        p->buf = cachelock__sys.malloc(need + 1);
+        if (!p->buf) {
+            p->buf = p->inline_buf;
+            return cachelock__failf(-ENOMEM, "cannot build lock path in '%.*s': %s",
+                                    (int)(dir_len > 200 ? 200 : dir_len), cache_dir,
+                                    cachelock_strerror(ENOMEM));
+        }
+    }
 
     memcpy(p->buf, cache_dir, dir_len);
     p->dir_len = dir_len;
+    at = dir_len;
     if (!(dir_len == 1 && cache_dir[0] == '/'))
-        p->buf[dir_len++] = '/';
-    memcpy(p->buf + dir_len, LOCKS_DIR, strlen(LOCKS_DIR));
-    dir_len += strlen(LOCKS_DIR);
-    p->locks_len = dir_len;
-    p->buf[dir_len++] = '/';
-    memcpy(p->buf + dir_len, source, name_len);
-    dir_len += name_len;
-    memcpy(p->buf + dir_len, LOCK_SUFFIX, strlen(LOCK_SUFFIX) + 1);
-    p->len = dir_len + strlen(LOCK_SUFFIX);
+        p->buf[at++] = '/';
+    memcpy(p->buf + at, LOCKS_DIR, strlen(LOCKS_DIR));
+    at += strlen(LOCKS_DIR);
+    p->locks_len = at;
+    p->buf[at++] = '/';
+    memcpy(p->buf + at, source, name_len);
+    at += name_len;
+    memcpy(p->buf + at, LOCK_SUFFIX, strlen(LOCK_SUFFIX) + 1);
+    p->len = at + strlen(LOCK_SUFFIX);
     return 0;
 }
 
-int cachelock_path(const char *cache_dir, const char *source, char *buf, size_t size)
+int cachelock__path_copy(struct cachelock__path *dst, const struct cachelock__path *src)
+{
+    dst->buf = dst->inline_buf;
+    if (src->len >= sizeof dst->inline_buf) {
+        dst->buf = cachelock__sys.malloc(src->len + 1);
+        if (!dst->buf) {
+            dst->buf = dst->inline_buf;
+            dst->buf[0] = '\0';
+            return -ENOMEM;
+        }
+    }
+    memcpy(dst->buf, src->buf, src->len + 1);
+    dst->dir_len = src->dir_len;
+    dst->locks_len = src->locks_len;
+    dst->len = src->len;
+    return 0;
+}
+
+void cachelock__path_free(struct cachelock__path *p)
+{
+    if (p->buf != p->inline_buf)
+        free(p->buf);
+    p->buf = p->inline_buf;
+    p->buf[0] = '\0';
+}
+
+static int path(const char *cache_dir, const char *source, char *buf, size_t size)
 {
     struct cachelock__path p;
     int rc = cachelock__path_build(&p, cache_dir, source);
     if (rc < 0)
         return rc;
     if (!buf || p.len + 1 > size)
-        return cachelock__failf(-ERANGE, "cannot store lock path '%s': %s", p.buf,
-                                cachelock_strerror(ERANGE));
-    memcpy(buf, p.buf, p.len + 1);
-    return (int)p.len;
+        rc = cachelock__failf(-ERANGE, "cannot store lock path '%s': %s", p.buf,
+                              cachelock_strerror(ERANGE));
+    else {
+        memcpy(buf, p.buf, p.len + 1);
+        rc = (int)p.len;
+    }
+    cachelock__path_free(&p);
+    return rc;
+}
+
+int cachelock_path(const char *cache_dir, const char *source, char *buf, size_t size)
+{
+    int old = cachelock__cancel_off();
+    int rc = path(cache_dir, source, buf, size);
+    cachelock__cancel_restore(old);
+    return rc;
 }

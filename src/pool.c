@@ -1,24 +1,30 @@
 /*
- * pool.c - what the process keeps between acquires: released lock files
- * still open, and the .locks directories known to be safe to open through.
+ * pool.c - released lock files kept open for the next acquire of the same
+ * path in this process.
  *
  * Opening a lock file walks its path, which costs more than the flock(2)
- * pair itself (0.45 us against 0.25 us measured here).  A released handle
- * whose file is on a local filesystem is therefore kept open and unlocked,
- * keyed by its path, and the next acquire of that path takes it over.
+ * pair itself (see README.md, "Benchmarks").  A released handle whose file
+ * is on a local filesystem is therefore kept open and unlocked, keyed by
+ * its path, and the next acquire of that path takes it over.
  *
- * The rules that keep this as safe as opening afresh:
+ * The rules that keep this exactly as safe as opening afresh:
  *
  *   - A handle is either held (registry) or idle (here), never both: two
  *     holders never share a descriptor, hence never an open file
  *     description, hence never a lock.
- *   - After fork(2) the child shares every open file description with the
- *     parent, and a flock on a shared description is the parent's lock
- *     too.  Idle handles of an older fork generation are never handed out;
- *     the child closes them at its first use of the pool.
- *   - The file may have been pruned (or deleted by hand) while idle.  Every
- *     grant is followed by an identity check (os_check_granted): its link
- *     count, and its path at least once a second.
+ *   - After fork(2) (or _Fork(), or clone()) the child shares every open
+ *     file description with the parent, and a flock on a shared description
+ *     is the parent's lock too.  Idle handles of another process epoch are
+ *     never handed out; the child closes its copies at its first use of the
+ *     pool.
+ *   - The program may close an idle descriptor and open something else
+ *     under its number (a daemonising helper, closefrom()).  The taker
+ *     compares the descriptor's identity with the recorded one before it
+ *     locks (os_fd_is) and drops the handle, without closing what is now
+ *     the program's descriptor, when they differ.
+ *   - The file may have been pruned, renamed or replaced while idle: every
+ *     grant, from the pool or not, is followed by a look-up of the path
+ *     (os_path_names).
  *   - A release that keeps the descriptor open makes no inotify event, so
  *     timed and asynchronous waiters mark themselves (os_mark_waiting) and
  *     a releaser that finds a mark closes instead of pooling.
@@ -30,8 +36,7 @@
  *     acquire that runs out of descriptors (EMFILE), before it retries.
  *   - Only absolute paths: a relative one names another file after chdir.
  *
- * Everything here is guarded by the registry's mutex (cachelock__tables_lock),
- * which the atfork handlers also take.
+ * Everything here is guarded by the tables mutex (registry.c).
  */
 #include "internal.h"
 
@@ -40,23 +45,11 @@
 
 #define POOL_MAX 64
 #define POOL_BUCKETS 128        /* a power of two */
-#define DIRS_MAX 8
-#define DIR_TRUST_MS 1000       /* how long a checked .locks stays trusted */
 
-static cachelock_t *buckets[POOL_BUCKETS];
-static cachelock_t *newest, *oldest;
+static struct cachelock__handle *buckets[POOL_BUCKETS];
+static struct cachelock__handle *newest, *oldest;
 static size_t idle;             /* read without the mutex by pool_has_room */
-static unsigned pool_gen;
-
-/* .locks directories opened safely (O_NOFOLLOW, a directory) lately. */
-static struct known_dir {
-    uint64_t hash;
-    int64_t checked_ms;
-    int local;
-    size_t len;
-    char *path;
-} dirs[DIRS_MAX];
-static unsigned dirs_next;
+static uint64_t pool_epoch;
 
 uint64_t cachelock__path_hash(const char *path, size_t len)
 {
@@ -78,7 +71,7 @@ uint64_t cachelock__path_hash(const char *path, size_t len)
     return h ^ (h >> 29);
 }
 
-void cachelock__handle_free(cachelock_t *h)
+void cachelock__handle_free(struct cachelock__handle *h)
 {
     if (!h)
         return;
@@ -87,9 +80,9 @@ void cachelock__handle_free(cachelock_t *h)
     free(h);
 }
 
-static void unlink_idle(cachelock_t *h)
+static void unlink_idle(struct cachelock__handle *h)
 {
-    cachelock_t **pp = &buckets[h->hash & (POOL_BUCKETS - 1)];
+    struct cachelock__handle **pp = &buckets[h->hash & (POOL_BUCKETS - 1)];
     while (*pp != h)
         pp = &(*pp)->next;
     *pp = h->next;
@@ -106,11 +99,11 @@ static void unlink_idle(cachelock_t *h)
 
 /* Take every idle handle out; the caller frees the chain (via ->next)
  * after unlocking.  Called with the mutex held. */
-static cachelock_t *detach_all(void)
+static struct cachelock__handle *detach_all(void)
 {
-    cachelock_t *list = NULL;
+    struct cachelock__handle *list = NULL;
     while (oldest) {
-        cachelock_t *h = oldest;
+        struct cachelock__handle *h = oldest;
         unlink_idle(h);
         h->next = list;
         list = h;
@@ -118,13 +111,19 @@ static cachelock_t *detach_all(void)
     return list;
 }
 
-static int free_chain(cachelock_t *list)
+/* Close and free a chain of idle handles, each only if its descriptor is
+ * still the lock file: the program may have closed it and reused the
+ * number. */
+static int free_chain(struct cachelock__handle *list)
 {
     int n = 0;
     while (list) {
-        cachelock_t *next = list->next;
+        struct cachelock__handle *next = list->next;
+        if (cachelock__os_fd_is(list->fd, &list->id) == 0)
+            list->fd = -1;
+        else
+            n++;
         cachelock__handle_free(list);
-        n++;
         if (next == list)
             break;      /* cannot happen; tells the analyzer so */
         list = next;
@@ -132,15 +131,23 @@ static int free_chain(cachelock_t *list)
     return n;
 }
 
-cachelock_t *cachelock__pool_take(const char *path, size_t len, uint64_t hash)
+/* A new process epoch means a forked child: the idle handles are the
+ * parent's descriptions.  Called with the mutex held. */
+static struct cachelock__handle *check_epoch(uint64_t epoch)
 {
-    cachelock_t *h, *stale = NULL;
-    unsigned gen = cachelock__tables_lock();
+    if (pool_epoch == epoch)
+        return NULL;
+    pool_epoch = epoch;
+    return detach_all();
+}
 
-    if (pool_gen != gen) {
-        stale = detach_all();       /* forked: those are the parent's */
-        pool_gen = gen;
-    }
+struct cachelock__handle *cachelock__pool_take(const char *path, size_t len, uint64_t hash)
+{
+    struct cachelock__handle *h, *stale;
+    uint64_t epoch = cachelock__os_process_epoch();
+    int t = cachelock__tables_lock();
+
+    stale = check_epoch(epoch);
     for (h = buckets[hash & (POOL_BUCKETS - 1)]; h; h = h->next) {
         if (h->hash == hash && h->path_len == len && memcmp(h->path, path, len) == 0) {
             unlink_idle(h);
@@ -148,38 +155,37 @@ cachelock_t *cachelock__pool_take(const char *path, size_t len, uint64_t hash)
             break;
         }
     }
-    cachelock__tables_unlock();
+    cachelock__tables_unlock(t);
     free_chain(stale);
     return h;
 }
 
-int cachelock__pool_has_room(const cachelock_t *h)
+int cachelock__pool_has_room(const struct cachelock__handle *h)
 {
     /* A hint, read without the mutex: pool_put decides for real. */
     return (h->flags & H_REUSED) || __atomic_load_n(&idle, __ATOMIC_RELAXED) < POOL_MAX;
 }
 
-void cachelock__pool_put(cachelock_t *h)
+void cachelock__pool_put(struct cachelock__handle *h)
 {
-    cachelock_t *out = NULL;
-    unsigned gen;
+    struct cachelock__handle *out, *rejected = NULL;
+    uint64_t epoch;
+    int t;
 
     if ((h->flags & (H_POOLABLE | H_EXPOSED | H_WAITING | H_NOKEEP)) != H_POOLABLE) {
         cachelock__handle_free(h);
         return;
     }
-    gen = cachelock__tables_lock();
-    if (pool_gen != gen) {
-        out = detach_all();
-        pool_gen = gen;
-    }
-    if (h->fork_gen != gen || (!(h->flags & H_REUSED) && idle >= POOL_MAX)) {
-        /* Opened before a fork, in the parent: not ours to keep.  Or used
-         * once and the pool is full: not let in. */
-        h->next = out;
-        out = h;
+    epoch = cachelock__os_process_epoch();
+    t = cachelock__tables_lock();
+    out = check_epoch(epoch);
+    if (h->epoch != epoch || (!(h->flags & H_REUSED) && idle >= POOL_MAX)) {
+        /* Opened in an ancestor process: not ours to keep.  Or used once
+         * and the pool is full: not let in.  (The caller has just checked
+         * its descriptor.) */
+        rejected = h;
     } else {
-        cachelock_t **b = &buckets[h->hash & (POOL_BUCKETS - 1)];
+        struct cachelock__handle **b = &buckets[h->hash & (POOL_BUCKETS - 1)];
         h->next = *b;
         *b = h;
         h->older = newest;
@@ -191,94 +197,30 @@ void cachelock__pool_put(cachelock_t *h)
         newest = h;
         __atomic_store_n(&idle, idle + 1, __ATOMIC_RELAXED);
         if (idle > POOL_MAX) {
-            cachelock_t *victim = oldest;
+            struct cachelock__handle *victim = oldest;
             unlink_idle(victim);
             victim->next = out;
             out = victim;
         }
     }
-    cachelock__tables_unlock();
+    cachelock__tables_unlock(t);
+    cachelock__handle_free(rejected);
     free_chain(out);
+}
+
+int cachelock__pool_close_all(void)
+{
+    struct cachelock__handle *list;
+    int t = cachelock__tables_lock();
+    list = detach_all();
+    cachelock__tables_unlock(t);
+    return free_chain(list);
 }
 
 int cachelock_close_idle(void)
 {
-    cachelock_t *list;
-    cachelock__tables_lock();
-    list = detach_all();
-    cachelock__tables_unlock();
-    return free_chain(list);
-}
-
-static struct known_dir *find_dir(const struct cachelock__path *p, uint64_t hash)
-{
-    for (unsigned i = 0; i < DIRS_MAX; i++) {
-        struct known_dir *d = &dirs[i];
-        if (d->path && d->hash == hash && d->len == p->locks_len &&
-            memcmp(d->path, p->buf, p->locks_len) == 0)
-            return d;
-    }
-    return NULL;
-}
-
-int cachelock__dir_known(const struct cachelock__path *p, int *local)
-{
-    uint64_t hash = cachelock__path_hash(p->buf, p->locks_len);
-    int64_t now = cachelock__os_now_coarse_ms();
-    int known = 0;
-
-    cachelock__tables_lock();
-    struct known_dir *d = find_dir(p, hash);
-    if (d && now - d->checked_ms < DIR_TRUST_MS) {
-        known = 1;
-        *local = d->local;
-    }
-    cachelock__tables_unlock();
-    return known;
-}
-
-void cachelock__dir_remember(const struct cachelock__path *p, int local)
-{
-    uint64_t hash = cachelock__path_hash(p->buf, p->locks_len);
-    int64_t now = cachelock__os_now_coarse_ms();
-    char *copy = NULL, *old = NULL;
-
-    cachelock__tables_lock();
-    struct known_dir *d = find_dir(p, hash);
-    if (!d) {
-        cachelock__tables_unlock();
-        copy = malloc(p->locks_len + 1);
-        if (!copy)
-            return;     /* then the slow open stays in use: no harm */
-        memcpy(copy, p->buf, p->locks_len);
-        copy[p->locks_len] = '\0';
-        cachelock__tables_lock();
-        d = find_dir(p, hash);
-        if (!d) {
-            d = &dirs[dirs_next++ % DIRS_MAX];
-            old = d->path;
-            d->path = copy;
-            d->len = p->locks_len;
-            d->hash = hash;
-            copy = NULL;
-        }
-    }
-    d->checked_ms = now;
-    d->local = local;
-    cachelock__tables_unlock();
-    free(copy);
-    free(old);
-}
-
-void cachelock__dirs_forget(void)
-{
-    char *paths[DIRS_MAX];
-    cachelock__tables_lock();
-    for (unsigned i = 0; i < DIRS_MAX; i++) {
-        paths[i] = dirs[i].path;
-        dirs[i].path = NULL;
-    }
-    cachelock__tables_unlock();
-    for (unsigned i = 0; i < DIRS_MAX; i++)
-        free(paths[i]);
+    int old = cachelock__cancel_off();
+    int n = cachelock__pool_close_all();
+    cachelock__cancel_restore(old);
+    return n;
 }

@@ -9,7 +9,8 @@
  *       younger than the threshold? ──yes──> release, skip (RECENT)
  *            │ no
  *            v
- *       unlink while holding ──> release (REMOVED)
+ *       rename to a private name, unlink it if it is still our file,
+ *       while holding ──> release (REMOVED)
  *
  * Why this is safe: a waiter blocked on the old file is granted its lock
  * after we release, finds (identity check) that the path no longer names
@@ -27,52 +28,64 @@ static int prune_one(const char *cache_dir, const char *source, long older_than_
                      unsigned flags, cachelock_prune_fn report, void *ctx)
 {
     struct cachelock__attempt a;
-    cachelock_t *lock;
-    int rc;
+    struct cachelock__handle *h;
+    cachelock_t *token;
+    int rc, removed = 0;
+    cachelock_prune_status_t status = CACHELOCK_PRUNE_REMOVED;
 
     rc = cachelock__path_build(&a.path, cache_dir, source);
     if (rc < 0)
-        goto failed;
+        goto report;
     a.mode = CACHELOCK_EXCLUSIVE;
-    a.flags = CACHELOCK_F_NOCREATE;
+    a.flags = CACHELOCK_F_NOCREATE | CACHELOCK_F_UNOWNED;
     cachelock__attempt_init(&a);
-    rc = cachelock__attempt_try(&a, 0, &lock);
+    rc = cachelock__attempt_try(&a, 0, &token);
     cachelock__attempt_done(&a);
-    if (rc == -EWOULDBLOCK || rc == -EDEADLK) {
-        if (report)
-            report(source, CACHELOCK_PRUNE_BUSY, rc, ctx);
+    if (rc == -EWOULDBLOCK) {
+        status = CACHELOCK_PRUNE_BUSY;
+        goto report;
+    }
+    if (rc == -ENOENT) {    /* pruned by someone else meanwhile */
+        cachelock__path_free(&a.path);
         return 0;
     }
-    if (rc == -ENOENT)      /* pruned by someone else meanwhile */
-        return 0;
     if (rc < 0)
-        goto failed;
+        goto report;
+    /* Take the handle back from the table: it never reaches a caller. */
+    int ours;
+    h = cachelock__handle_unpublish(token, &ours);
+    if (!h) {   /* cannot happen: we were just given the token */
+        rc = cachelock__failf(-EINVAL, "cannot prune '%s': lost the lock", a.path.buf);
+        goto report;
+    }
 
-    int64_t age = cachelock__os_age_ms(lock->fd);
+    int64_t age = cachelock__os_age_ms(h->fd);
     if (age >= 0 && age < older_than_ms) {
-        cachelock_release(lock);
-        if (report)
-            report(source, CACHELOCK_PRUNE_RECENT, 0, ctx);
-        return 0;
+        status = CACHELOCK_PRUNE_RECENT;
+    } else if (!(flags & CACHELOCK_PRUNE_DRY_RUN)) {
+        /* Removed while we hold it exclusively, and only if the name is
+         * still our file (see os_remove_held). */
+        rc = cachelock__os_remove_held(&a.path, &h->id);
+        if (rc == 1)
+            status = CACHELOCK_PRUNE_BUSY;      /* replaced meanwhile: not ours */
+        else if (rc == 0)
+            removed = 1;
+    } else {
+        removed = 1;
     }
-    rc = (flags & CACHELOCK_PRUNE_DRY_RUN) ? 0 : cachelock__os_unlink(&a.path);
-    if (!(flags & CACHELOCK_PRUNE_DRY_RUN))
-        lock->flags |= H_NOKEEP;    /* unlinked (or maybe): never reuse */
-    cachelock_release(lock);
-    if (rc < 0)
-        goto failed;
+    cachelock__attempt_ungrant(h);
+report:
+    if (rc < 0 && status != CACHELOCK_PRUNE_BUSY)
+        status = CACHELOCK_PRUNE_FAILED;
     if (report)
-        report(source, CACHELOCK_PRUNE_REMOVED, 0, ctx);
-    return 1;
-
-failed:
-    if (report)
-        report(source, CACHELOCK_PRUNE_FAILED, rc, ctx);
-    return 0;
+        report(source, status, status == CACHELOCK_PRUNE_BUSY ? -EWOULDBLOCK : rc < 0 ? rc : 0,
+               ctx);
+    cachelock__path_free(&a.path);
+    return removed;
 }
 
-int cachelock_prune(const char *cache_dir, long older_than_ms, unsigned flags,
-                    cachelock_prune_fn report, void *ctx)
+static int prune(const char *cache_dir, long older_than_ms, unsigned flags,
+                 cachelock_prune_fn report, void *ctx)
 {
     char **names;
     size_t n;
@@ -91,4 +104,13 @@ int cachelock_prune(const char *cache_dir, long older_than_ms, unsigned flags,
         removed += prune_one(cache_dir, names[i], older_than_ms, flags, report, ctx);
     cachelock_sources_free(names, n);
     return removed;
+}
+
+int cachelock_prune(const char *cache_dir, long older_than_ms, unsigned flags,
+                    cachelock_prune_fn report, void *ctx)
+{
+    int old = cachelock__cancel_off();
+    int rc = prune(cache_dir, older_than_ms, flags, report, ctx);
+    cachelock__cancel_restore(old);
+    return rc;
 }

@@ -1,243 +1,247 @@
 /*
- * registry.c - the process-wide table of held locks.
+ * registry.c - the process-wide table of held locks: tokens for the
+ * caller, ownership for the same-thread deadlock check, and fork(2).
  *
- * flock(2) cannot tell a thread that it is about to wait for a lock it holds
- * itself: each acquire opens its own file description, so the kernel sees
- * two independent owners and the thread sleeps forever.  Every held lock is
- * therefore recorded here with the thread that took it, and an acquire that
- * would conflict with the calling thread's own lock fails with -EDEADLK
- * before it waits.
+ * Tokens.  The cachelock_t pointer a caller gets is not the address of the
+ * handle but a token naming a slot of this table and the slot's generation.
+ * Releasing bumps the generation, so a token released twice (or a copy kept
+ * after the release) no longer matches anything and is ignored, even when
+ * the handle itself has since been handed to a new holder, which the pool
+ * of released descriptors does on purpose.  Tokens are odd numbers, never
+ * valid addresses.
  *
- * The table is keyed by the lock file's identity (device, inode), not by its
- * path, so two spellings of one cache directory (a symlink, "a/../b") are
- * still recognised as the same lock.
+ * Ownership.  flock(2) cannot tell a thread that it is about to wait for a
+ * lock it holds itself: each acquire opens its own file description, so
+ * the kernel sees two owners and the thread sleeps forever.  Every held
+ * lock records the thread that acquired it, and a blocking acquire that
+ * would conflict with a lock the calling thread owns fails with -EDEADLK.
+ * Thread ids come from a counter, never from pthread_t, which a new thread
+ * may reuse after one exits: a lock owned by a thread that has exited is
+ * owned by nobody.  Thread pools and language runtimes that move a lock
+ * between threads say so (CACHELOCK_F_UNOWNED, cachelock_disown()), and
+ * only a blocking acquire ever reports -EDEADLK: tries, timed and
+ * asynchronous waits report busy or timed out, because another thread or
+ * task may release the lock meanwhile.
  *
- * The same mutex guards the pool of idle descriptors (pool.c), so that one
- * atfork handler makes both consistent in a child.
+ * fork(2).  A child shares every open file description with its parent,
+ * and an flock(2) lock belongs to the description: the parent's locks are
+ * not the child's to release or to count.  Everything recorded here carries
+ * the process epoch (os_process_epoch, which changes in every child whether
+ * or not atfork handlers run, as after _Fork() or a raw clone()), and
+ * entries of another epoch are only closed, never unlocked or reused.
  *
- * fork(2): a child starts with a copy of the table but owns none of the
- * parent's locks.  An atfork handler bumps a generation counter in the child;
- * entries of an older generation are ignored by checks and are only closed,
- * never unlocked, when the child releases them (unlocking would free the
- * parent's lock, since parent and child share the open file description).
+ * The mutex.  One mutex guards this table, the pool (pool.c) and the
+ * inotify instances (watchers.c).  The atfork handlers take it around
+ * fork(2) so that a child of a multi-threaded parent never inherits the
+ * tables half-changed.  A program's own atfork handlers may call the
+ * library on the forking thread while our handlers hold the mutex (its
+ * prepare handlers run after ours when it registered first, its child
+ * handlers before ours); those calls pass through instead of deadlocking.
  */
 #include "internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static struct cachelock **buckets;
-static size_t nbuckets;     /* a power of two, or 0 before the first add */
-static size_t count;
-static unsigned generation;
-
-/* Every live handle's address, so that a handle released twice (or never
- * acquired) is recognised without dereferencing it: an open-addressing set
- * of pointers with tombstones.  If it cannot grow (no memory), the handle is
- * counted as untracked and release trusts it, as before. */
-#define TOMB ((uintptr_t)1)
-static uintptr_t *live;
-static size_t live_cap, live_used;      /* used counts tombstones too */
-static size_t untracked;
+static int forking;             /* atomic: our atfork handlers hold mutex */
+static pthread_t fork_thread;   /* the thread they hold it for */
 
 static void before_fork(void)
 {
     pthread_mutex_lock(&mutex);
-    cachelock__os_notify_prefork();
+    fork_thread = pthread_self();
+    __atomic_store_n(&forking, 1, __ATOMIC_RELEASE);
 }
 
-static void after_fork_parent(void)
+static void after_fork(void)
 {
-    cachelock__os_notify_postfork();
-    pthread_mutex_unlock(&mutex);
-}
-
-static void after_fork_child(void)
-{
-    __atomic_add_fetch(&generation, 1, __ATOMIC_RELAXED);
-    cachelock__os_notify_postfork();
+    __atomic_store_n(&forking, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&mutex);
 }
 
 static void init(void)
 {
-    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+    pthread_atfork(before_fork, after_fork, after_fork);
 }
 
-unsigned cachelock__tables_lock(void)
+int cachelock__tables_lock(void)
 {
     pthread_once(&once, init);
+    /* Only the forking thread can see forking set by itself, so reading
+     * fork_thread after the acquire load is safe. */
+    if (__atomic_load_n(&forking, __ATOMIC_ACQUIRE) && pthread_equal(fork_thread, pthread_self()))
+        return 0;
     pthread_mutex_lock(&mutex);
-    return generation;
+    return 1;
 }
 
-void cachelock__tables_unlock(void)
+void cachelock__tables_unlock(int token)
 {
-    pthread_mutex_unlock(&mutex);
+    if (token)
+        pthread_mutex_unlock(&mutex);
 }
 
-unsigned cachelock__fork_generation(void)
+uint64_t cachelock__thread_id(void)
 {
-    pthread_once(&once, init);
-    return __atomic_load_n(&generation, __ATOMIC_RELAXED);
+    static uint64_t next;
+    static _Thread_local uint64_t id;
+    if (!id)
+        id = __atomic_add_fetch(&next, 1, __ATOMIC_RELAXED);
+    return id;
 }
 
-static size_t hash(const struct cachelock__fileid *id)
+/* ---- the table ----------------------------------------------------------- */
+
+struct slot {
+    struct cachelock__handle *h;    /* NULL: free */
+    uint32_t gen;
+    uint32_t next_free;             /* index + 1 of the next free slot, 0: end */
+};
+
+static struct slot *slots;
+static uint32_t nslots, cap;        /* in use (ever), allocated */
+static uint32_t free_head;          /* index + 1 of the first free slot */
+
+/* Token layout: bit 0 set (never an aligned address, never NULL), the slot
+ * index above it, and the generation in the remaining high bits. */
+#if UINTPTR_MAX > 0xffffffffu
+#define SLOT_BITS 31
+#else
+#define SLOT_BITS 20
+#endif
+#define GEN_MASK ((uintptr_t)UINTPTR_MAX >> (SLOT_BITS + 1))
+#define MAX_SLOTS ((uint32_t)1 << SLOT_BITS)
+
+static cachelock_t *make_token(uint32_t index, uint32_t gen)
 {
-    uint64_t h = id->ino * 0x9e3779b97f4a7c15ull ^ id->dev;
-    return (size_t)(h ^ (h >> 29));
+    uintptr_t v = ((uintptr_t)gen & GEN_MASK) << (SLOT_BITS + 1) | (uintptr_t)index << 1 | 1u;
+    return (cachelock_t *)v;
 }
 
-static int same_id(const struct cachelock__fileid *a, const struct cachelock__fileid *b)
+/* The slot a token names, or NULL if it names none or an older holder.
+ * Called with the mutex held. */
+static struct slot *find(const cachelock_t *lock)
 {
-    return a->dev == b->dev && a->ino == b->ino;
+    uintptr_t v = (uintptr_t)lock;
+    if (!(v & 1u))
+        return NULL;
+    uint32_t index = (uint32_t)((v >> 1) & (MAX_SLOTS - 1));
+    uint32_t gen = (uint32_t)(v >> (SLOT_BITS + 1));
+    if (index >= nslots || !slots[index].h || ((uintptr_t)slots[index].gen & GEN_MASK) != gen)
+        return NULL;
+    return &slots[index];
 }
 
-/* Double the table when it gets crowded.  If memory is short we keep the
- * old table: chains get longer, nothing breaks. */
-static void grow(void)
+cachelock_t *cachelock__handle_publish(struct cachelock__handle *h, int unowned)
 {
-    size_t n = nbuckets ? nbuckets * 2 : 64;
-    struct cachelock **nb = calloc(n, sizeof *nb);
-    if (!nb)
-        return;
-    for (size_t i = 0; i < nbuckets; i++) {
-        struct cachelock *l = buckets[i], *next;
-        for (; l; l = next) {
-            next = l->next;
-            size_t b = hash(&l->id) & (n - 1);
-            l->next = nb[b];
-            nb[b] = l;
+    uint32_t index;
+    cachelock_t *token = NULL;
+    int t = cachelock__tables_lock();
+
+    if (free_head) {
+        index = free_head - 1;
+        free_head = slots[index].next_free;
+    } else {
+        if (nslots == cap) {
+            uint32_t ncap = cap ? cap * 2 : 64;
+            struct slot *ns = ncap <= MAX_SLOTS ? realloc(slots, ncap * sizeof *ns) : NULL;
+            if (!ns)
+                goto out;
+            slots = ns;
+            cap = ncap;
         }
+        index = nslots++;
+        slots[index].gen = 1;
     }
-    free(buckets);
-    buckets = nb;
-    nbuckets = n;
+    slots[index].h = h;
+    slots[index].next_free = 0;
+    h->owner = unowned ? 0 : cachelock__thread_id();
+    token = make_token(index, slots[index].gen);
+out:
+    cachelock__tables_unlock(t);
+    return token;
 }
 
-static size_t ptr_hash(uintptr_t p)
+struct cachelock__handle *cachelock__handle_unpublish(const cachelock_t *lock, int *ours)
 {
-    uint64_t h = (uint64_t)p * 0x9e3779b97f4a7c15ull;
-    return (size_t)(h >> 17);
-}
-
-static int live_insert(uintptr_t p);
-
-static int live_grow(void)
-{
-    size_t cap = live_cap ? live_cap * 2 : 256;
-    uintptr_t *old = live;
-    size_t old_cap = live_cap;
-    live = calloc(cap, sizeof *live);
-    if (!live) {
-        live = old;
-        return -1;
+    struct cachelock__handle *h = NULL;
+    uint64_t epoch = cachelock__os_process_epoch();
+    int t = cachelock__tables_lock();
+    struct slot *s = find(lock);
+    if (s) {
+        h = s->h;
+        s->h = NULL;
+        s->gen++;
+        s->next_free = free_head;
+        free_head = (uint32_t)(s - slots) + 1;
+        *ours = h->epoch == epoch;
     }
-    live_cap = cap;
-    live_used = 0;
-    for (size_t i = 0; i < old_cap; i++)
-        if (old[i] > TOMB)
-            live_insert(old[i]);
-    free(old);
-    return 0;
-}
-
-static int live_insert(uintptr_t p)
-{
-    if ((live_used + 1) * 2 > live_cap && live_grow() < 0)
-        return -1;
-    size_t i = ptr_hash(p) & (live_cap - 1);
-    while (live[i] > TOMB)
-        i = (i + 1) & (live_cap - 1);
-    if (live[i] == 0)
-        live_used++;
-    live[i] = p;
-    return 0;
-}
-
-static int live_remove(uintptr_t p)
-{
-    if (!live_cap)
-        return -1;
-    size_t i = ptr_hash(p) & (live_cap - 1);
-    for (size_t n = 0; n < live_cap && live[i] != 0; n++) {
-        if (live[i] == p) {
-            live[i] = TOMB;
-            return 0;
-        }
-        i = (i + 1) & (live_cap - 1);
-    }
-    return -1;
+    cachelock__tables_unlock(t);
+    return h;
 }
 
 int cachelock__registry_check(const struct cachelock__fileid *id, cachelock_mode_t mode)
 {
+    uint64_t self = cachelock__thread_id(), epoch = cachelock__os_process_epoch();
     int rc = 0;
-    pthread_t self = pthread_self();
-
-    pthread_once(&once, init);
-    pthread_mutex_lock(&mutex);
-    if (nbuckets) {
-        for (struct cachelock *l = buckets[hash(id) & (nbuckets - 1)]; l; l = l->next) {
-            if (l->fork_gen != generation || !same_id(&l->id, id) ||
-                !pthread_equal(l->owner, self))
-                continue;
-            if (mode == CACHELOCK_EXCLUSIVE || l->mode == CACHELOCK_EXCLUSIVE) {
-                rc = -EDEADLK;
-                break;
-            }
-        }
+    int t = cachelock__tables_lock();
+    /* A scan of the held locks: this runs only when a blocking acquire
+     * found the lock busy and is about to sleep. */
+    for (uint32_t i = 0; i < nslots && !rc; i++) {
+        const struct cachelock__handle *h = slots[i].h;
+        if (h && h->owner == self && h->epoch == epoch && cachelock__same_id(&h->id, id) &&
+            (mode == CACHELOCK_EXCLUSIVE || h->mode == CACHELOCK_EXCLUSIVE))
+            rc = -EDEADLK;
     }
-    pthread_mutex_unlock(&mutex);
+    cachelock__tables_unlock(t);
     return rc;
 }
 
-void cachelock__registry_add(struct cachelock *lock)
+/* ---- the public calls that look a token up ------------------------------- */
+
+int cachelock_fd(const cachelock_t *lock)
 {
-    pthread_once(&once, init);
-    lock->owner = pthread_self();
-    pthread_mutex_lock(&mutex);
-    lock->fork_gen = generation;
-    if (count >= nbuckets)
-        grow();
-    if (!nbuckets) {
-        /* No table at all (calloc failed on the first add): the lock still
-         * works, only the same-thread deadlock check cannot see it. */
-        lock->next = NULL;
-    } else {
-        size_t b = hash(&lock->id) & (nbuckets - 1);
-        lock->next = buckets[b];
-        buckets[b] = lock;
+    int fd = -EINVAL;
+    int t = cachelock__tables_lock();
+    struct slot *s = find(lock);
+    if (s) {
+        /* Handed out, the descriptor may be shared with a child or dup'ed:
+         * never reuse it for another acquire. */
+        s->h->flags |= H_EXPOSED;
+        fd = s->h->fd;
     }
-    count++;
-    if (live_insert((uintptr_t)lock) < 0)
-        untracked++;
-    pthread_mutex_unlock(&mutex);
+    cachelock__tables_unlock(t);
+    if (fd < 0)
+        cachelock__failf(fd, "invalid argument: not a held lock");
+    return fd;
 }
 
-int cachelock__registry_remove(struct cachelock *lock)
+int cachelock_mode(const cachelock_t *lock)
 {
-    int ours;
-    pthread_mutex_lock(&mutex);
-    if (live_remove((uintptr_t)lock) < 0) {
-        if (!untracked) {
-            pthread_mutex_unlock(&mutex);
-            return -1;      /* released twice, or never ours: do not touch */
-        }
-        untracked--;
+    int mode = -EINVAL;
+    int t = cachelock__tables_lock();
+    struct slot *s = find(lock);
+    if (s)
+        mode = (int)s->h->mode;
+    cachelock__tables_unlock(t);
+    if (mode < 0)
+        cachelock__failf(mode, "invalid argument: not a held lock");
+    return mode;
+}
+
+int cachelock_disown(cachelock_t *lock)
+{
+    int rc = -EINVAL;
+    int t = cachelock__tables_lock();
+    struct slot *s = find(lock);
+    if (s) {
+        s->h->owner = 0;
+        rc = 0;
     }
-    if (nbuckets) {
-        struct cachelock **pp = &buckets[hash(&lock->id) & (nbuckets - 1)];
-        for (; *pp; pp = &(*pp)->next) {
-            if (*pp == lock) {
-                *pp = lock->next;
-                break;
-            }
-        }
-    }
-    count--;
-    ours = lock->fork_gen == generation;
-    pthread_mutex_unlock(&mutex);
-    return ours;
+    cachelock__tables_unlock(t);
+    if (rc < 0)
+        cachelock__failf(rc, "cannot disown lock: not a held lock");
+    return rc;
 }

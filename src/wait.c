@@ -18,7 +18,15 @@
  *
  * Nothing ever blocks in the kernel lock call and no thread runs on the
  * wait's behalf, so cancelling is just freeing: no lock can be granted after
- * the caller stopped wanting it.
+ * the caller stopped wanting it.  A wait never reports -EDEADLK: the lock
+ * it waits for may be released by another thread or task of this process
+ * (an event loop's other tasks, a thread pool), so it just waits.
+ *
+ * A wait belongs to the process that started it.  A forked child shares
+ * its open file descriptions: stepping the parent's wait there would take
+ * the lock for both processes at once, and freeing it there must not touch
+ * the parent's waiter mark.  So a step in another process epoch fails, and
+ * a free there only closes the child's copies.
  */
 #include "internal.h"
 
@@ -29,9 +37,9 @@
 #define RECHECK_MIN_US 1000
 /* With a watch in place the re-check is only for holders that unlock
  * without closing; polling less often than every 5 ms also wakes faster:
- * measured here, poll(2) with a 1-3 ms timeout is woken by an inotify event
- * about 10 us after the close, with 5 ms or more about 3.5 us (the idle
- * state the CPU picks depends on the next timer). */
+ * measured when this was written, poll(2) with a 1-3 ms timeout is woken
+ * by an inotify event about 10 us after the close, with 5 ms or more about
+ * 3.5 us (the idle state the CPU picks depends on the next timer). */
 #define RECHECK_WATCHED_MIN_US 5000
 
 enum state { RUNNING, DONE, FAILED };
@@ -42,6 +50,7 @@ struct cachelock_wait {
     int64_t deadline_us;        /* -1: none */
     int64_t recheck_us;         /* when the next timer re-check is due */
     int64_t backoff_us;
+    uint64_t epoch;             /* process epoch of the start */
     struct cachelock__watch watch;  /* watch.fd: inotify descriptor, or -1 */
     int watch_failed;           /* do not try inotify again */
     struct cachelock__fileid watched;
@@ -49,30 +58,43 @@ struct cachelock_wait {
     int result;
 };
 
-static void wait_init(struct cachelock_wait *w, const struct cachelock__path *path,
-                      const cachelock_options_t *o)
+static int wait_init(struct cachelock_wait *w, const struct cachelock__path *path,
+                     const cachelock_options_t *o)
 {
-    /* Only the bytes in use: a try of a free lock comes through here too. */
-    w->a.path.dir_len = path->dir_len;
-    w->a.path.locks_len = path->locks_len;
-    w->a.path.len = path->len;
-    memcpy(w->a.path.buf, path->buf, path->len + 1);
+    if (cachelock__path_copy(&w->a.path, path) < 0)
+        return cachelock__fail(-ENOMEM, "allocate a wait for lock file", path->buf);
     w->a.mode = o->mode;
     w->a.flags = o->flags;
     cachelock__attempt_init(&w->a);
     w->timeout_ms = o->timeout_ms;
-    w->deadline_us = o->timeout_ms > 0 ? cachelock__os_now_us() + (int64_t)o->timeout_ms * 1000 : -1;
+    w->deadline_us = -1;
+    if (o->timeout_ms > 0) {
+        /* A timeout too large to add is "that long": saturate, never wrap
+         * (signed overflow would give a deadline in the past). */
+        int64_t now = cachelock__os_now_us();
+        if (o->timeout_ms > (INT64_MAX - now) / 1000)
+            w->deadline_us = INT64_MAX;
+        else
+            w->deadline_us = now + (int64_t)o->timeout_ms * 1000;
+    }
     w->recheck_us = 0;
     w->backoff_us = RECHECK_MIN_US;
+    w->epoch = cachelock__os_process_epoch();
     w->watch.fd = -1;
     w->watch_failed = 0;
     w->state = RUNNING;
     w->result = -EINPROGRESS;
+    return 0;
 }
 
+/* Let go of everything but the path.  In another process (a forked child)
+ * the descriptors are copies of the parent's: they are only closed, and
+ * the waiter mark, which belongs to the shared description, stays. */
 static void wait_fini(struct cachelock_wait *w)
 {
-    cachelock__os_unwatch(&w->watch);
+    cachelock__watch_stop(&w->watch);
+    if (w->a.h && w->epoch != cachelock__os_process_epoch())
+        w->a.h->flags |= H_NOKEEP;
     cachelock__attempt_done(&w->a);
 }
 
@@ -90,13 +112,13 @@ static int finish(struct cachelock_wait *w, int rc)
  * new watch was set up. */
 static int rewatch(struct cachelock_wait *w)
 {
-    cachelock_t *h = w->a.h;
+    struct cachelock__handle *h = w->a.h;
     if (w->watch_failed || !h)
         return 0;
-    if (w->watch.fd >= 0 && w->watched.dev == h->id.dev && w->watched.ino == h->id.ino)
+    if (w->watch.fd >= 0 && cachelock__same_id(&w->watched, &h->id))
         return 0;
-    cachelock__os_unwatch(&w->watch);
-    if (cachelock__os_watch(w->a.path.buf, &w->watch) < 0) {
+    cachelock__watch_stop(&w->watch);
+    if (cachelock__watch_start(w->a.path.buf, &w->watch) < 0) {
         /* Out of inotify instances or watches (per-user limits), or a
          * filesystem without it: fall back to the re-check timer. */
         w->watch_failed = 1;
@@ -111,7 +133,7 @@ static int rewatch(struct cachelock_wait *w)
     return 1;
 }
 
-int cachelock_wait_step(cachelock_wait_t *w, cachelock_t **out)
+static int step(cachelock_wait_t *w, cachelock_t **out)
 {
     int rc;
     int64_t now;
@@ -121,19 +143,24 @@ int cachelock_wait_step(cachelock_wait_t *w, cachelock_t **out)
     *out = NULL;
     if (!w)
         return cachelock__failf(-EINVAL, "invalid argument: wait is NULL");
+    if (w->epoch != cachelock__os_process_epoch())
+        return cachelock__failf(-EINVAL, "cannot step wait for '%s': it was started in another "
+                                "process (this is a forked child)", w->a.path.buf);
     if (w->state == DONE)
         return cachelock__failf(-EALREADY, "cannot step wait for '%s': lock already acquired",
                                 w->a.path.buf);
     if (w->state == FAILED)
         return w->result;
 
+    /* The descriptor was kept since the last step: check it again. */
+    w->a.fresh = 0;
     for (int spins = 0;; ) {
         rc = cachelock__attempt_try(&w->a, 0, out);
         if (rc != -EWOULDBLOCK)
             return finish(w, rc);
         /* Events are drained only when the lock was still busy: the fast
          * path (woken by the release, lock free) makes no extra call. */
-        long events = w->watch.fd >= 0 ? cachelock__os_watch_drain(w->watch.fd) : 0;
+        long events = w->watch.fd >= 0 ? cachelock__os_notify_drain(w->watch.fd) : 0;
         if (w->timeout_ms == 0)
             return finish(w, rc);
         now = cachelock__os_now_us();
@@ -165,6 +192,14 @@ int cachelock_wait_step(cachelock_wait_t *w, cachelock_t **out)
     return -EINPROGRESS;
 }
 
+int cachelock_wait_step(cachelock_wait_t *w, cachelock_t **out)
+{
+    int old = cachelock__cancel_off();
+    int rc = step(w, out);
+    cachelock__cancel_restore(old);
+    return rc;
+}
+
 int cachelock_wait_fd(const cachelock_wait_t *w)
 {
     return w && w->state == RUNNING ? w->watch.fd : -1;
@@ -184,8 +219,8 @@ int cachelock_wait_timeout(const cachelock_wait_t *w)
     return (int)((due - now + 999) / 1000);
 }
 
-int cachelock_wait_start(const char *cache_dir, const char *source,
-                         const cachelock_options_t *opts, cachelock_wait_t **out)
+static int start(const char *cache_dir, const char *source,
+                 const cachelock_options_t *opts, cachelock_wait_t **out)
 {
     struct cachelock__path path;
     cachelock_options_t o;
@@ -195,26 +230,63 @@ int cachelock_wait_start(const char *cache_dir, const char *source,
     if (!out)
         return cachelock__failf(-EINVAL, "invalid argument: no place to store the wait (out is NULL)");
     *out = NULL;
-    rc = cachelock__path_build(&path, cache_dir, source);
+    rc = cachelock__options_check(opts, &o);
     if (rc < 0)
         return rc;
-    rc = cachelock__options_check(opts, &o);
+    rc = cachelock__path_build(&path, cache_dir, source);
     if (rc < 0)
         return rc;
     w = cachelock__sys.malloc(sizeof *w);
     if (!w)
-        return cachelock__fail(-ENOMEM, "allocate a wait for lock file", path.buf);
-    wait_init(w, &path, &o);
-    *out = w;
-    return 0;
+        rc = cachelock__fail(-ENOMEM, "allocate a wait for lock file", path.buf);
+    else if ((rc = wait_init(w, &path, &o)) < 0)
+        free(w);
+    else
+        *out = w;
+    cachelock__path_free(&path);
+    return rc;
+}
+
+int cachelock_wait_start(const char *cache_dir, const char *source,
+                         const cachelock_options_t *opts, cachelock_wait_t **out)
+{
+    int old = cachelock__cancel_off();
+    int rc = start(cache_dir, source, opts, out);
+    cachelock__cancel_restore(old);
+    return rc;
 }
 
 void cachelock_wait_free(cachelock_wait_t *w)
 {
     if (!w)
         return;
+    int old = cachelock__cancel_off();
     wait_fini(w);
+    cachelock__path_free(&w->a.path);
     free(w);
+    cachelock__cancel_restore(old);
+}
+
+/* pthread_cancel() of a thread sleeping in a timed acquire: give back
+ * everything the wait holds before the thread unwinds. */
+static void cancelled(void *arg)
+{
+    struct cachelock_wait *w = arg;
+    wait_fini(w);
+    cachelock__path_free(&w->a.path);
+}
+
+/* Sleep until the next step is due, in the caller's cancellation state:
+ * this poll(2) is the library's one cancellation point. */
+static int sleep_until_due(struct cachelock_wait *w)
+{
+    int rc, ignored;
+    pthread_cleanup_push(cancelled, w);
+    pthread_setcancelstate(cachelock__cancel_caller_state(), &ignored);
+    rc = cachelock__os_poll(w->watch.fd, cachelock_wait_timeout(w));
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &ignored);
+    pthread_cleanup_pop(0);
+    return rc;
 }
 
 int cachelock__wait_acquire(const struct cachelock__path *path, const cachelock_options_t *o,
@@ -223,17 +295,20 @@ int cachelock__wait_acquire(const struct cachelock__path *path, const cachelock_
     struct cachelock_wait w;
     int rc;
 
-    wait_init(&w, path, o);
+    rc = wait_init(&w, path, o);
+    if (rc < 0)
+        return rc;
     for (;;) {
-        rc = cachelock_wait_step(&w, out);
+        rc = step(&w, out);
         if (rc != -EINPROGRESS)
             break;
-        rc = cachelock__os_poll(w.watch.fd, cachelock_wait_timeout(&w));
+        rc = sleep_until_due(&w);
         if (rc < 0) {
             cachelock__fail(rc, "wait for lock", path->buf);
             break;
         }
     }
     wait_fini(&w);
+    cachelock__path_free(&w.a.path);
     return rc;
 }

@@ -12,17 +12,20 @@
  * Python's filelock use, so we all exclude one another.
  *
  * Path handling: .locks is opened with O_NOFOLLOW|O_DIRECTORY and the lock
- * file is opened relative to it with O_NOFOLLOW, so a symbolic link planted
- * as .locks or as the lock file is refused (ELOOP) instead of followed out of
- * the cache.  The cache directory itself may be a symlink (~/.cache often
- * is).  Files are created 0666 and directories 0777, minus the umask, so a
- * group-shared cache with a permissive umask or default ACLs works.
+ * file is opened relative to that descriptor with O_NOFOLLOW, every time,
+ * so a symbolic link planted as .locks or as the lock file is refused
+ * (ELOOP) instead of followed out of the cache, and nothing is ever created
+ * or locked outside it.  The cache directory itself may be a symlink
+ * (~/.cache often is).  Files are created 0666 and directories 0777, minus
+ * the umask, so a group-shared cache with a permissive umask or default
+ * ACLs works.
  */
 #define _GNU_SOURCE
-#include "../internal.h"
+#include "unix.h"
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -35,23 +38,22 @@
 #define O_PATH O_RDONLY
 #endif
 
-/* Every open of a lock file, the long way (os_open) and the quick one
- * (os_open_known): never through a symbolic link, never inherited across
- * exec(2), never a controlling terminal, and O_NONBLOCK so that a FIFO
- * planted at the lock path cannot hang the open (flock(2) ignores it). */
+/* Every open of a lock file: never through a symbolic link, never inherited
+ * across exec(2), never a controlling terminal, and O_NONBLOCK so that a
+ * FIFO planted at the lock path cannot hang the open (flock(2) ignores
+ * it). */
 #define LOCK_FILE_OPEN_FLAGS (O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
 
-/* Keep the library's descriptors off 0, 1 and 2: if a program runs with
- * stdin closed, a lock file opened as descriptor 0 would later be read or
- * written by code that thinks it is stdin. */
-static int keep_high(int fd)
+int cachelock__os_keep_high(int fd)
 {
     int nfd;
     if (fd < 0 || fd > 2)
         return fd;
     nfd = cachelock__sys.fcntl(fd, F_DUPFD_CLOEXEC, 3);
     if (nfd < 0) {
-        int saved = errno;
+        /* F_DUPFD says EINVAL when 3 is at or above RLIMIT_NOFILE: the
+         * truth is that no descriptor is left. */
+        int saved = errno == EINVAL ? EMFILE : errno;
         cachelock__sys.close(fd);
         errno = saved;
         return -1;
@@ -60,138 +62,112 @@ static int keep_high(int fd)
     return nfd;
 }
 
-int cachelock__os_keep_high(int fd)
+/* The directory p->buf[0..len) as a C string, for a moment: the byte at len
+ * is swapped for a NUL and put back by dir_end().  No copy, no stack. */
+static char dir_begin(struct cachelock__path *p, size_t len)
 {
-    return keep_high(fd);
+    char c = p->buf[len];
+    p->buf[len] = '\0';
+    return c;
 }
 
-/* mkdir one directory of the path (the first len bytes of p, in dir); on
- * failure undo what this call created so far. */
-static int make_one(const struct cachelock__path *p, const char *dir, size_t len,
-                    const char *op, size_t *created_from)
+static void dir_end(struct cachelock__path *p, size_t len, char c)
 {
-    if (cachelock__sys.mkdir(dir, 0777) == 0) {
-        if (!*created_from)
-            *created_from = len;
-        return 0;
-    }
-    if (errno == EEXIST)
-        return 0;
-    int rc = cachelock__fail(-errno, op, dir);
-    cachelock__os_undo_create(p, *created_from);
-    *created_from = 0;
-    return rc;
+    p->buf[len] = c;
 }
 
 /* mkdir -p of the cache directory, then mkdir of .locks.  An existing
  * directory is fine; the open that follows finds out whether what exists is
- * really a directory.  *created_from is set to the length of the shallowest
- * directory this call created (0: none), so that a failure later in the
- * same acquire can take them away again (undo_create). */
-static int make_dirs(const struct cachelock__path *p, size_t *created_from)
+ * really a directory.  Nothing this creates is ever removed again: another
+ * process may start using a new directory the moment it exists. */
+static int make_dirs(struct cachelock__path *p)
 {
-    char dir[PATH_MAX];
-    memcpy(dir, p->buf, p->locks_len);
-    dir[p->locks_len] = '\0';
-
-    *created_from = 0;
-    if (cachelock__sys.mkdir(dir, 0777) == 0) {
-        *created_from = p->locks_len;
+    char c = dir_begin(p, p->locks_len);
+    int rc = cachelock__sys.mkdir(p->buf, 0777) == 0 || errno == EEXIST ? 0 : -errno;
+    dir_end(p, p->locks_len, c);
+    if (rc == 0)
         return 0;
+    if (rc != -ENOENT) {
+        c = dir_begin(p, p->locks_len);
+        rc = cachelock__fail(rc, "create lock directory", p->buf);
+        dir_end(p, p->locks_len, c);
+        return rc;
     }
-    if (errno == EEXIST)
-        return 0;
-    if (errno != ENOENT)
-        return cachelock__fail(-errno, "create lock directory", dir);
 
     /* The cache directory (or a parent) is missing too.  Climb up until a
      * directory exists, then create downwards, like mkdir -p but without
      * touching the ancestors that exist (they may not be ours to stat). */
+    char *dir = cachelock__sys.malloc(p->locks_len + 1);
+    if (!dir) {
+        c = dir_begin(p, p->dir_len);
+        rc = cachelock__fail(-ENOMEM, "create cache directory", p->buf);
+        dir_end(p, p->dir_len, c);
+        return rc;
+    }
+    memcpy(dir, p->buf, p->locks_len);
+    dir[p->locks_len] = '\0';
     size_t end = p->dir_len;
     dir[end] = '\0';
     for (;;) {
-        if (cachelock__sys.mkdir(dir, 0777) == 0) {
-            *created_from = end;
+        if (cachelock__sys.mkdir(dir, 0777) == 0 || errno == EEXIST)
             break;
+        if (errno != ENOENT) {
+            rc = cachelock__fail(-errno, "create cache directory", dir);
+            goto out;
         }
-        if (errno == EEXIST)
-            break;
-        if (errno != ENOENT)    /* nothing created yet: nothing to undo */
-            return cachelock__fail(-errno, "create cache directory", dir);
         while (end > 1 && dir[end - 1] != '/')
             end--;
         while (end > 1 && dir[end - 1] == '/')
             end--;
-        if (end <= 1)
-            return cachelock__fail(-ENOENT, "create cache directory", p->buf);
+        if (end <= 1) {
+            memcpy(dir, p->buf, p->dir_len);
+            dir[p->dir_len] = '\0';
+            rc = cachelock__fail(-ENOENT, "create cache directory", dir);
+            goto out;
+        }
         dir[end] = '\0';
     }
-    /* Now down again: every deeper component. */
-    memcpy(dir, p->buf, p->dir_len);
-    dir[p->dir_len] = '\0';
-    for (size_t i = end + 1; i <= p->dir_len; i++) {
+    /* Now down again: every deeper component, then .locks. */
+    memcpy(dir, p->buf, p->locks_len);
+    dir[p->locks_len] = '\0';
+    for (size_t i = end + 1; i <= p->locks_len; i++) {
         if (dir[i] != '/' && dir[i] != '\0')
             continue;
-        if (i > 0 && dir[i - 1] == '/')
+        if (dir[i - 1] == '/')
             continue;       /* "a//b" */
-        char c = dir[i];
+        char saved = dir[i];
         dir[i] = '\0';
-        int rc = make_one(p, dir, i, "create cache directory", created_from);
-        if (rc < 0)
-            return rc;
-        dir[i] = c;
-    }
-    memcpy(dir, p->buf, p->locks_len);
-    dir[p->locks_len] = '\0';
-    return make_one(p, dir, p->locks_len, "create lock directory", created_from);
-}
-
-/* Take away what a failed acquire created: the lock file (only when its
- * .locks directory is new too, so the file cannot be anyone else's) and the
- * directories, deepest first.  rmdir(2) fails harmlessly on a directory that
- * someone else has meanwhile put something in.  A process that opened the
- * new file in the microseconds between finds it gone at its identity check
- * and starts again. */
-void cachelock__os_undo_create(const struct cachelock__path *p, size_t created_from)
-{
-    char dir[PATH_MAX];
-    int saved = errno;
-    if (!created_from)
-        return;
-    cachelock__sys.unlink(p->buf);
-    memcpy(dir, p->buf, p->locks_len);
-    dir[p->locks_len] = '\0';
-    for (size_t len = p->locks_len; len >= created_from; len--) {
-        if (dir[len] == '/' || dir[len] == '\0') {
-            dir[len] = '\0';
-            if (cachelock__sys.rmdir(dir) < 0 && errno != ENOENT)
-                break;      /* not empty: someone else's now */
+        if (cachelock__sys.mkdir(dir, 0777) < 0 && errno != EEXIST) {
+            rc = cachelock__fail(-errno, i == p->locks_len ? "create lock directory"
+                                                           : "create cache directory", dir);
+            goto out;
         }
-        if (len == 0)
-            break;
+        dir[i] = saved;
     }
-    errno = saved;
+    rc = 0;
+out:
+    free(dir);
+    return rc;
 }
 
-static int open_locks_dir(const struct cachelock__path *p)
+/* Open .locks without following a symbolic link there. */
+static int open_locks_dir(struct cachelock__path *p)
 {
-    char dir[PATH_MAX];
-    int dfd;
-    memcpy(dir, p->buf, p->locks_len);
-    dir[p->locks_len] = '\0';
-    dfd = cachelock__sys.open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    char c = dir_begin(p, p->locks_len);
+    int dfd = cachelock__sys.open(p->buf, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0) {
         int err = errno;
         /* A symlink named .locks gives ELOOP with O_NOFOLLOW; with O_PATH
          * and O_DIRECTORY some kernels report ENOTDIR for it instead. */
         if (err == ENOTDIR) {
             struct stat st;
-            if (cachelock__sys.fstatat(AT_FDCWD, dir, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            if (cachelock__sys.fstatat(AT_FDCWD, p->buf, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
                 S_ISLNK(st.st_mode))
                 err = ELOOP;
         }
         errno = err;
     }
+    dir_end(p, p->locks_len, c);
     return dfd;
 }
 
@@ -200,7 +176,7 @@ static int open_locks_dir(const struct cachelock__path *p)
  * filesystems may implement or emulate both with one server-side
  * mechanism (NFS turns flock into a whole-file byte-range lock), so there
  * descriptors are not pooled and waiters put no marks: releases close, as
- * they did before the pool existed.  Magic numbers from statfs(2). */
+ * flock(1) does.  Magic numbers from statfs(2). */
 static int is_local_fs(long type)
 {
     switch ((unsigned long)type & 0xffffffffu) {
@@ -228,8 +204,14 @@ static int dir_is_local(int dfd)
     return cachelock__sys.fstatfs(dfd, &sf) == 0 && is_local_fs((long)sf.f_type);
 }
 
-int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
-                       struct cachelock__fileid *id, int *local, size_t *created_from)
+static void set_id(struct cachelock__fileid *id, const struct stat *st)
+{
+    id->dev = (uint64_t)st->st_dev;
+    id->ino = (uint64_t)st->st_ino;
+}
+
+int cachelock__os_open(struct cachelock__path *p, int nocreate, int *fdp,
+                       struct cachelock__fileid *id, int *local)
 {
     const char *file = cachelock__path_file(p);
     const int common = LOCK_FILE_OPEN_FLAGS;
@@ -238,34 +220,24 @@ int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
 
     *fdp = -1;
     *local = 0;
-    *created_from = 0;
     for (;;) {
         dfd = open_locks_dir(p);
         if (dfd < 0) {
-            /* Missing: create it.  Twice at most: a pruner or an undo of a
-             * failed acquire elsewhere may remove what we just created. */
+            /* Missing: create it.  Twice at most: a pruner elsewhere, or
+             * someone cleaning up by hand, may remove what we just made. */
             if (errno == ENOENT && !nocreate && mkdirs++ < 2) {
-                size_t made;
-                rc = make_dirs(p, &made);
-                if (rc < 0) {
-                    cachelock__os_undo_create(p, *created_from);
-                    *created_from = 0;
+                rc = make_dirs(p);
+                if (rc < 0)
                     return rc;
-                }
-                if (made && (!*created_from || made < *created_from))
-                    *created_from = made;
                 continue;
             }
-            char dir[PATH_MAX];
             int err = -errno;
-            memcpy(dir, p->buf, p->locks_len);
-            dir[p->locks_len] = '\0';
-            rc = cachelock__fail(err, "open lock directory", dir);
-            goto undo;
+            char c = dir_begin(p, p->locks_len);
+            rc = cachelock__fail(err, "open lock directory", p->buf);
+            dir_end(p, p->locks_len, c);
+            return rc;
         }
 
-        /* O_NONBLOCK: opening a FIFO planted at the lock path must not hang
-         * waiting for a writer; flock(2) ignores the flag. */
         fd = cachelock__sys.openat(dfd, file, O_RDWR | common | (nocreate ? 0 : O_CREAT), 0666);
         if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) {
             /* A lock file we may only read can still be flock(2)ed; a
@@ -275,7 +247,7 @@ int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
             if (fd < 0 && errno == ENOENT)
                 errno = first;
         }
-        if (fd < 0 && errno == ENOENT && !nocreate && mkdirs < 2 && reopens++ < 4) {
+        if (fd < 0 && errno == ENOENT && !nocreate && reopens++ < 4) {
             /* .locks was removed between the two opens: start again. */
             cachelock__sys.close(dfd);
             continue;
@@ -284,37 +256,26 @@ int cachelock__os_open(const struct cachelock__path *p, int nocreate, int *fdp,
         if (fd >= 0)
             *local = dir_is_local(dfd);
         cachelock__sys.close(dfd);
-        if (fd < 0) {
-            rc = cachelock__fail(-err, "open lock file", p->buf);
-            goto undo;
-        }
+        if (fd < 0)
+            return cachelock__fail(-err, "open lock file", p->buf);
         break;
     }
 
-    fd = keep_high(fd);
-    if (fd < 0) {
-        rc = cachelock__fail(-errno, "open lock file", p->buf);
-        goto undo;
-    }
+    fd = cachelock__os_keep_high(fd);
+    if (fd < 0)
+        return cachelock__fail(-errno, "open lock file", p->buf);
     if (cachelock__sys.fstat(fd, &st) < 0) {
         rc = cachelock__fail(-errno, "stat lock file", p->buf);
-        goto close_fd;
+        cachelock__os_close(fd);
+        return rc;
     }
     if (!S_ISREG(st.st_mode)) {
-        rc = cachelock__failf(-ENXIO, "cannot open lock file '%s': not a regular file", p->buf);
-        goto close_fd;
+        cachelock__os_close(fd);
+        return cachelock__failf(-ENXIO, "cannot open lock file '%s': not a regular file", p->buf);
     }
-    id->dev = (uint64_t)st.st_dev;
-    id->ino = (uint64_t)st.st_ino;
+    set_id(id, &st);
     *fdp = fd;
     return 0;
-
-close_fd:
-    cachelock__os_close(fd);
-undo:
-    cachelock__os_undo_create(p, *created_from);
-    *created_from = 0;
-    return rc;
 }
 
 int cachelock__os_lock(int fd, cachelock_mode_t mode, int block)
@@ -352,78 +313,45 @@ void cachelock__os_close(int fd)
     errno = saved;
 }
 
-int cachelock__os_open_known(const struct cachelock__path *p, int nocreate)
+int cachelock__os_fd_id(int fd, struct cachelock__fileid *id)
 {
-    /* .locks was opened with O_NOFOLLOW and found to be a directory within
-     * the last second, so the whole path can be opened in one call; the
-     * last component still refuses symbolic links. */
-    int fd = cachelock__sys.open(p->buf, O_RDWR | LOCK_FILE_OPEN_FLAGS | (nocreate ? 0 : O_CREAT),
-                                 0666);
-    if (fd >= 0) {
-        fd = keep_high(fd);
-        return fd >= 0 ? fd : -errno;
-    }
-    switch (errno) {
-    case ENOENT: case ENOTDIR: case ELOOP:      /* .locks changed: create, explain */
-    case EACCES: case EPERM: case EROFS:        /* read-only fallback */
-    case EINTR:
-        return -EAGAIN;     /* go the long way (os_open) */
-    default:
-        return -errno;      /* EMFILE, EISDIR, ...: the long way would say the same */
-    }
-}
-
-/* Record what fstat(2) said as h's identity, once: a lock file must be a
- * regular file (a FIFO or socket planted at the path is refused). */
-static int set_id(cachelock_t *h, const struct stat *st)
-{
-    if (!S_ISREG(st->st_mode))
-        return cachelock__failf(-ENXIO, "cannot open lock file '%s': not a regular file", h->path);
-    h->id.dev = (uint64_t)st->st_dev;
-    h->id.ino = (uint64_t)st->st_ino;
-    h->flags |= H_ID_KNOWN;
+    struct stat st;
+    if (cachelock__sys.fstat(fd, &st) < 0)
+        return -errno;
+    set_id(id, &st);
     return 0;
 }
 
-int cachelock__os_read_id(cachelock_t *h)
+int cachelock__os_fd_is(int fd, const struct cachelock__fileid *id)
 {
-    struct stat st;
-    if (cachelock__sys.fstat(h->fd, &st) < 0)
-        return cachelock__fail(-errno, "stat lock file", h->path);
-    return set_id(h, &st);
+    struct cachelock__fileid now;
+    int rc;
+    if (fd < 0)
+        return 0;
+    rc = cachelock__os_fd_id(fd, &now);
+    /* EBADF: closed by the program.  Any other failure says nothing about
+     * whose descriptor it is: the caller must not keep it, but may close
+     * it (a number reused by the program AND a failing fstat(2) on it is
+     * far less likely than a leak hurting). */
+    if (rc == -EBADF)
+        return 0;
+    if (rc < 0)
+        return rc;
+    return cachelock__same_id(&now, id);
 }
 
-/* How long a path resolution is trusted for a file that still has its one
- * link: catches a renamed .locks or cache directory within that time.
- * Removal (pruning, rm -rf) is seen at once through the link count. */
-#define PATH_TRUST_MS 1000
-
-int cachelock__os_check_granted(cachelock_t *h)
+int cachelock__os_path_names(const char *path, const struct cachelock__fileid *id)
 {
     struct stat st;
-    if (cachelock__sys.fstat(h->fd, &st) < 0)
-        return cachelock__fail(-errno, "stat lock file", h->path);
-    if (!(h->flags & H_ID_KNOWN)) {
-        int rc = set_id(h, &st);
-        if (rc < 0)
-            return rc;
-    }
-    if (st.st_nlink == 0)
-        return 0;       /* unlinked: pruned or deleted while we waited */
-    int64_t now = cachelock__os_now_coarse_ms();
-    if (st.st_nlink == 1 && now - h->checked_ms < PATH_TRUST_MS)
-        return 1;
-    /* A second link (a hard-linked copy of the cache) or an old
-     * resolution: look the path up again. */
-    if (cachelock__sys.fstatat(AT_FDCWD, h->path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-        if (errno == ENOENT)
+    /* The whole path, resolved now: a renamed lock file, .locks or cache
+     * directory, a retargeted symbolic link on the way or a filesystem
+     * mounted over it all make it name another file, or none. */
+    if (cachelock__sys.fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
             return 0;
-        return cachelock__fail(-errno, "check lock file", h->path);
+        return cachelock__fail(-errno, "check lock file", path);
     }
-    if ((uint64_t)st.st_dev != h->id.dev || (uint64_t)st.st_ino != h->id.ino)
-        return 0;
-    h->checked_ms = now;
-    return 1;
+    return (uint64_t)st.st_dev == id->dev && (uint64_t)st.st_ino == id->ino;
 }
 
 /* The waiter mark: one byte at the far end of the file's range, so that it
@@ -457,22 +385,45 @@ int cachelock__os_has_waiters(int fd)
     return fl.l_type != F_UNLCK;
 }
 
-int64_t cachelock__os_now_coarse_ms(void)
+int cachelock__os_remove_held(struct cachelock__path *p, const struct cachelock__fileid *id)
 {
-    struct timespec ts;
-#ifdef CLOCK_MONOTONIC_COARSE
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-#else
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-#endif
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+    static unsigned long counter;
+    char tmp[64];
+    struct stat st;
+    int dfd, rc;
 
-int cachelock__os_unlink(const struct cachelock__path *p)
-{
-    if (cachelock__sys.unlink(p->buf) < 0)
+    dfd = open_locks_dir(p);
+    if (dfd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return 1;
         return cachelock__fail(-errno, "remove lock file", p->buf);
-    return 0;
+    }
+    /* unlink(2) removes whatever the name points to when it runs, and the
+     * name may have been renamed over between our check and the unlink.
+     * So move the name to a private one first (atomic), look at what we
+     * moved, and remove only our own file; anything else goes back. */
+    snprintf(tmp, sizeof tmp, ".prune-%ld-%lu.tmp", (long)getpid(),
+             __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
+    if (cachelock__sys.renameat(dfd, cachelock__path_file(p), dfd, tmp) < 0) {
+        rc = errno == ENOENT ? 1 : cachelock__fail(-errno, "remove lock file", p->buf);
+        cachelock__sys.close(dfd);
+        return rc;
+    }
+    if (cachelock__sys.fstatat(dfd, tmp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        (uint64_t)st.st_dev == id->dev && (uint64_t)st.st_ino == id->ino) {
+        rc = cachelock__sys.unlinkat(dfd, tmp, 0) == 0
+                 ? 0 : cachelock__fail(-errno, "remove lock file", p->buf);
+    } else {
+        /* Not ours: someone renamed another file to this name a moment
+         * ago.  Put it back, unless the name has been taken again since
+         * (linkat(2) never replaces); then it stays under the private name
+         * rather than being removed while someone may hold it. */
+        if (linkat(dfd, tmp, dfd, cachelock__path_file(p), 0) == 0)
+            cachelock__sys.unlinkat(dfd, tmp, 0);
+        rc = 1;
+    }
+    cachelock__sys.close(dfd);
+    return rc;
 }
 
 int64_t cachelock__os_age_ms(int fd)
@@ -492,35 +443,35 @@ int cachelock__os_stat(const char *path, struct cachelock__fileid *id)
     struct stat st;
     if (cachelock__sys.fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return cachelock__fail(-errno, "stat lock file", path);
-    id->dev = (uint64_t)st.st_dev;
-    id->ino = (uint64_t)st.st_ino;
+    set_id(id, &st);
     return 0;
 }
 
-int cachelock__os_list(const char *dir, int (*fn)(const char *name, void *ctx), void *ctx)
+int cachelock__os_list(struct cachelock__path *p, size_t len,
+                       int (*fn)(const char *name, void *ctx), void *ctx)
 {
-    int dfd = cachelock__sys.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char c = dir_begin(p, len);
+    int dfd = cachelock__sys.open(p->buf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     DIR *d;
     struct dirent *e;
     int rc = 0;
 
     if (dfd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        return cachelock__fail(-errno, "open lock directory", dir);
+        rc = errno == ENOENT ? 0 : cachelock__fail(-errno, "open lock directory", p->buf);
+        goto out;
     }
     d = fdopendir(dfd);
     if (!d) {
-        rc = cachelock__fail(-errno, "read lock directory", dir);
+        rc = cachelock__fail(-errno, "read lock directory", p->buf);
         cachelock__sys.close(dfd);
-        return rc;
+        goto out;
     }
     for (;;) {
         errno = 0;
         e = readdir(d);
         if (!e) {
             if (errno)
-                rc = cachelock__fail(-errno, "read lock directory", dir);
+                rc = cachelock__fail(-errno, "read lock directory", p->buf);
             break;
         }
         rc = fn(e->d_name, ctx);
@@ -528,6 +479,8 @@ int cachelock__os_list(const char *dir, int (*fn)(const char *name, void *ctx), 
             break;
     }
     closedir(d);
+out:
+    dir_end(p, len, c);
     return rc;
 }
 

@@ -21,6 +21,92 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+static int parse_uint(const char *s, size_t n, int base, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (n == 0 || n > 20)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        int d;
+        char c = s[i];
+        if (c >= '0' && c <= '9') d = c - '0';
+        else if (base == 16 && c >= 'a' && c <= 'f') d = c - 'a' + 10;
+        else if (base == 16 && c >= 'A' && c <= 'F') d = c - 'A' + 10;
+        else return -EINVAL;
+        if (v > (UINT64_MAX - (uint64_t)d) / (uint64_t)base)
+            return -EINVAL;
+        v = v * (uint64_t)base + (uint64_t)d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* "3: -> FLOCK  ADVISORY  WRITE 1790 fe:00:10952744 0 EOF" */
+int cachelock__parse_lockline(const char *line, struct cachelock__lockline *out)
+{
+    const char *tok[9];
+    size_t len[9];
+    int n = 0, i = 0;
+    uint64_t v;
+
+    while (line[0] && n < 9) {
+        while (*line == ' ' || *line == '\t')
+            line++;
+        if (!*line || *line == '\n')
+            break;
+        tok[n] = line;
+        while (*line && *line != ' ' && *line != '\t' && *line != '\n')
+            line++;
+        len[n] = (size_t)(line - tok[n]);
+        n++;
+    }
+    /* id, [->], type, advisory, access, pid, dev:ino, start, end */
+    if (n < 7)
+        return -EINVAL;
+    if (len[0] < 2 || tok[0][len[0] - 1] != ':')
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    i = 1;
+    if (len[1] == 2 && memcmp(tok[1], "->", 2) == 0) {
+        out->waiting = 1;
+        i = 2;
+    }
+    if (n < i + 5)
+        return -EINVAL;
+    if (!(len[i] == 5 && memcmp(tok[i], "FLOCK", 5) == 0))
+        return -EINVAL;     /* POSIX, OFDLCK, LEASE, DELEG: not ours */
+    i += 2;                 /* skip the type and ADVISORY/MANDATORY */
+    if (len[i] == 5 && memcmp(tok[i], "WRITE", 5) == 0)
+        out->exclusive = 1;
+    else if (len[i] == 4 && memcmp(tok[i], "READ", 4) == 0)
+        out->exclusive = 0;
+    else
+        return -EINVAL;
+    i++;
+    if (parse_uint(tok[i], len[i], 10, &v) < 0 || v > INT32_MAX)
+        return -EINVAL;
+    out->pid = (int)v;
+    i++;
+    {
+        const char *s = tok[i], *c1, *c2, *end = tok[i] + len[i];
+        c1 = memchr(s, ':', len[i]);
+        if (!c1)
+            return -EINVAL;
+        c2 = memchr(c1 + 1, ':', (size_t)(end - c1 - 1));
+        if (!c2)
+            return -EINVAL;
+        if (parse_uint(s, (size_t)(c1 - s), 16, &v) < 0 || v > UINT32_MAX)
+            return -EINVAL;
+        out->dev_major = (unsigned)v;
+        if (parse_uint(c1 + 1, (size_t)(c2 - c1 - 1), 16, &v) < 0 || v > UINT32_MAX)
+            return -EINVAL;
+        out->dev_minor = (unsigned)v;
+        if (parse_uint(c2 + 1, (size_t)(end - c2 - 1), 10, &out->ino) < 0)
+            return -EINVAL;
+    }
+    return 0;
+}
+
 int cachelock__os_locks_on(const struct cachelock__fileid *id, cachelock__lock_fn fn, void *ctx)
 {
     FILE *f = fopen("/proc/locks", "re");

@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
@@ -21,7 +22,7 @@ static int sys_mkdir(const char *path, unsigned mode) { return mkdir(path, (mode
 static int sys_poll(struct pollfd *fds, unsigned long n, int timeout) { return poll(fds, (nfds_t)n, timeout); }
 static long sys_read(int fd, void *buf, size_t n) { return (long)read(fd, buf, n); }
 
-#define REAL_SYSCALLS { open, openat, close, flock, fstat, fstatat, sys_mkdir, unlink, rmdir, fcntl, \
+#define REAL_SYSCALLS { open, openat, close, flock, fstat, fstatat, sys_mkdir, unlinkat, renameat, fcntl, \
                         sys_poll, inotify_init1, inotify_add_watch, inotify_rm_watch, \
                         sys_read, malloc, fstatfs }
 

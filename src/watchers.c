@@ -1,0 +1,127 @@
+/*
+ * watchers.c - change-notification instances for timed and asynchronous
+ * waits, kept for the next wait.
+ *
+ * Closing an inotify instance is slow: the kernel waits for an SRCU grace
+ * period before it frees the group (14 to 24 ms per close measured when
+ * this was written), which would make every timed acquire that had to wait
+ * take that long to return.  Idle instances are therefore kept, up to
+ * POOL_MAX per process; removing a watch is cheap.
+ *
+ * An idle instance is checked before reuse, like an idle lock file
+ * (pool.c): one inherited from a parent process is shared with it (events
+ * read by one are lost to the other), so a child closes its copies; and
+ * one whose descriptor the program closed and reused no longer has our
+ * identity, so it is dropped without being touched.
+ *
+ * Guarded by the tables mutex (registry.c).
+ */
+#include "internal.h"
+
+#define POOL_MAX 4
+
+static struct cachelock__watch pool[POOL_MAX];  /* wd: a watch still to remove */
+static int pool_n;
+static uint64_t pool_epoch;
+
+/* Drop the instances of another process epoch; called with the mutex held.
+ * Their descriptors are closed by the caller, after unlocking, from out[]. */
+static int check_epoch(uint64_t epoch, struct cachelock__watch *out)
+{
+    int n = 0;
+    if (pool_epoch != epoch) {
+        while (pool_n > 0)
+            out[n++] = pool[--pool_n];
+        pool_epoch = epoch;
+    }
+    return n;
+}
+
+static void close_checked(const struct cachelock__watch *w)
+{
+    if (w->fd >= 0 && cachelock__os_fd_is(w->fd, &w->fd_id) != 0)
+        cachelock__os_close(w->fd);
+}
+
+/* An instance with no watch of ours in it (new, or idle and emptied). */
+static int instance_take(struct cachelock__watch *w, uint64_t epoch)
+{
+    struct cachelock__watch stale[POOL_MAX], idle = { -1, -1, { 0, 0 }, 0 };
+    int t = cachelock__tables_lock();
+    int nstale = check_epoch(epoch, stale);
+    if (pool_n > 0)
+        idle = pool[--pool_n];
+    cachelock__tables_unlock(t);
+    while (nstale > 0)
+        close_checked(&stale[--nstale]);
+
+    int is = idle.fd >= 0 ? cachelock__os_fd_is(idle.fd, &idle.fd_id) : 0;
+    if (is < 0)
+        cachelock__os_close(idle.fd);
+    if (is == 1) {
+        /* Remove the previous user's watch now, off its handoff path, and
+         * the events it left.  -EINVAL: the watch is gone already (its
+         * file was deleted). */
+        int rc = idle.wd < 0 ? 0 : cachelock__os_notify_remove(idle.fd, idle.wd);
+        if (rc == 0 || rc == -EINVAL) {
+            cachelock__os_notify_drain(idle.fd);
+            *w = idle;
+            return 0;
+        }
+        cachelock__os_close(idle.fd);
+    }
+    w->fd = cachelock__os_notify_open();
+    if (w->fd < 0)
+        return w->fd;
+    int rc = cachelock__os_fd_id(w->fd, &w->fd_id);
+    if (rc < 0) {
+        cachelock__os_close(w->fd);
+        w->fd = -1;
+        return rc;
+    }
+    w->epoch = epoch;
+    return 0;
+}
+
+static void instance_give_back(struct cachelock__watch *w)
+{
+    struct cachelock__watch stale[POOL_MAX];
+    uint64_t epoch = cachelock__os_process_epoch();
+    int kept = 0;
+    int t = cachelock__tables_lock();
+    int nstale = check_epoch(epoch, stale);
+    if (w->epoch == epoch && pool_n < POOL_MAX) {
+        pool[pool_n++] = *w;
+        kept = 1;
+    }
+    cachelock__tables_unlock(t);
+    while (nstale > 0)
+        close_checked(&stale[--nstale]);
+    if (!kept)
+        close_checked(w);
+    w->fd = -1;
+}
+
+int cachelock__watch_start(const char *path, struct cachelock__watch *w)
+{
+    int rc = instance_take(w, cachelock__os_process_epoch());
+    if (rc < 0)
+        return rc;
+    w->wd = cachelock__os_notify_add(w->fd, path);
+    if (w->wd < 0) {
+        rc = w->wd;
+        w->wd = -1;
+        instance_give_back(w);
+        return rc;
+    }
+    return 0;
+}
+
+void cachelock__watch_stop(struct cachelock__watch *w)
+{
+    /* The watch is removed by the next user of the instance, so a wait that
+     * got its lock returns without two more system calls. */
+    if (w->fd >= 0)
+        instance_give_back(w);
+    w->fd = -1;
+}
