@@ -9,7 +9,7 @@
 # Sanitizer builds go to their own directory, e.g.
 #   make check BUILD=build-asan SANITIZE=address,undefined
 
-VERSION   := 0.2.0
+VERSION   := 0.3.0
 SOVERSION := 0
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib
@@ -99,9 +99,65 @@ check: all $(TESTS)
 demo: $(CLI) $(BUILD)/examples/take_turns
 	BUILD=$(abspath $(BUILD)) sh examples/demo.sh
 
+# bench_peers runs one program per row, each taking (DIRECTORY, ITERATIONS):
+# bench_syscalls for the C variants, and under $(PEERS) the peers in other
+# languages.  A peer is built only where its toolchain and library are
+# installed (Debian packages, offline: no module proxy, no crates.io); one
+# that cannot be built leaves NAME.skip with the reason, and bench_peers
+# prints that reason in its row instead of failing.
+PEERS        := $(BUILD)/bench/peers
+PEER_PROGS   := $(PEERS)/filelock_loop.py $(PEERS)/gofrs_flock $(PEERS)/ccpm_lock
+BENCH_PYTHON ?= /usr/bin/python3
+GO           ?= go
+GOFRS_GOPATH ?= /usr/share/gocode
+CARGO        ?= $(or $(shell command -v cargo 2>/dev/null),$(HOME)/.cargo/bin/cargo)
+DEBIAN_CRATES := /usr/share/cargo/registry
+CCPM_LOCK_SRC := bench/peers/ccpm_lock/Cargo.toml bench/peers/ccpm_lock/.cargo/config.toml \
+                 bench/peers/ccpm_lock/src/main.rs
+
+$(PEERS)/filelock_loop.py: bench/peers/filelock_loop.py
+	@mkdir -p $(@D); rm -f $@ $@.skip
+	@if $(BENCH_PYTHON) -c 'import filelock' 2>/dev/null; then \
+	    sed '1s|.*|#!$(BENCH_PYTHON)|' $< > $@ && chmod 755 $@; \
+	else \
+	    echo "no filelock for $(BENCH_PYTHON) (apt-get install python3-filelock)" > $@.skip; \
+	fi
+
+# GOPATH mode: Debian installs the library's source under $(GOFRS_GOPATH).
+$(PEERS)/gofrs_flock: bench/peers/gofrs_flock/main.go
+	@mkdir -p $(@D); rm -f $@ $@.skip
+	@if ! command -v $(GO) >/dev/null 2>&1; then \
+	    echo "no Go toolchain (apt-get install golang-go)" > $@.skip; \
+	elif [ ! -d $(GOFRS_GOPATH)/src/github.com/gofrs/flock ]; then \
+	    echo "no gofrs/flock (apt-get install golang-github-gofrs-flock-dev)" > $@.skip; \
+	else \
+	    echo "GO111MODULE=off GOPATH=$(GOFRS_GOPATH) $(GO) build -o $@ ./bench/peers/gofrs_flock"; \
+	    GO111MODULE=off GOPATH=$(GOFRS_GOPATH) GOFLAGS= GOCACHE=$(abspath $(PEERS))/go-cache \
+	        $(GO) build -o $@ ./bench/peers/gofrs_flock 2>$@.log || \
+	        echo "go build failed, see $@.log" > $@.skip; \
+	fi
+
+# Built from a copy under $(PEERS), so that cargo finds the crate's
+# .cargo/config.toml (Debian's crates instead of crates.io) and writes its
+# Cargo.lock there, not into the source tree.
+$(PEERS)/ccpm_lock: $(CCPM_LOCK_SRC)
+	@mkdir -p $(@D); rm -f $@ $@.skip
+	@if ! command -v $(CARGO) >/dev/null 2>&1; then \
+	    echo "no cargo (rustup, or apt-get install cargo)" > $@.skip; \
+	elif ! ls -d $(DEBIAN_CRATES)/tokio-1.* $(DEBIAN_CRATES)/fs2-0.4.* >/dev/null 2>&1; then \
+	    echo "no tokio or fs2 crate (apt-get install librust-tokio-dev librust-fs2-dev)" > $@.skip; \
+	else \
+	    echo "cargo build --release --offline (bench/peers/ccpm_lock, in $(PEERS)/ccpm_lock-src)"; \
+	    rm -rf $(PEERS)/ccpm_lock-src && cp -R bench/peers/ccpm_lock $(PEERS)/ccpm_lock-src && \
+	    (cd $(PEERS)/ccpm_lock-src && $(CARGO) build --release --offline --quiet \
+	        --target-dir ../ccpm_lock-target) 2>$@.log && \
+	    cp $(PEERS)/ccpm_lock-target/release/ccpm_lock $@ || \
+	    echo "cargo build failed, see $@.log" > $@.skip; \
+	fi
+
 # Each benchmark prints a table and appends JSON objects to one file, which
 # becomes bench/results.json (an array) to compare runs over time.
-bench: $(BENCHES) $(CLI)
+bench: $(BENCHES) $(BUILD)/bench/bench_syscalls $(PEER_PROGS) $(CLI)
 	@rm -f $(BUILD)/bench/results.jsonl
 	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_acquire
 	@echo

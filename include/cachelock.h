@@ -50,19 +50,23 @@
  *
  *   Every function that can fail returns an int: 0 (or a non-negative count)
  *   on success, a negative errno-style code on failure, and on failure every
- *   output pointer is set to NULL, nothing is left to free, nothing is left
- *   locked, and what the call created on disk (directories on the way, a
- *   lock file in a new .locks) is removed again.  An empty lock file created
- *   in an existing .locks stays, as lock files always do.  The system calls
- *   of acquire and wait go through an internal table, and
+ *   output pointer is set to NULL, nothing is left to free and nothing is
+ *   left locked.  What an acquire created on disk before it failed (the
+ *   cache directory, .locks, an empty lock file) stays: it is what the next
+ *   acquire needs, and removing it is never safe, because another process
+ *   may have started using it the moment it existed.  Nothing is ever
+ *   created outside the cache directory.  The system calls of acquire,
+ *   wait, release and prune go through an internal table, and
  *   tests/test_faults.c makes each one fail in turn to prove this.
  *
  *   -EWOULDBLOCK ("busy", from a try) and -ETIMEDOUT (the deadline passed)
  *   are outcomes, not errors of the system: the lock is held by someone else.
- *   -EDEADLK means the calling thread already holds the source in a
- *   conflicting mode and would wait for itself forever.  -EINVAL and
- *   -ENAMETOOLONG are bad arguments.  Anything else is the negated errno of
- *   the system call that failed.
+ *   -EDEADLK comes only from a blocking acquire (no timeout) of a lock that
+ *   the calling thread itself holds in a conflicting mode: it would wait for
+ *   itself forever (see OWNERSHIP).  -EINVAL and -ENAMETOOLONG are bad
+ *   arguments.  -ESTALE means the lock file was replaced (renamed or
+ *   removed) 1,000 times in a row while the acquire tried to lock it.
+ *   Anything else is the negated errno of the system call that failed.
  *
  *   cachelock_strerror() turns a code into a short text.  cachelock_errmsg()
  *   returns a one-line message about the last failure in the calling thread,
@@ -74,44 +78,66 @@
  *   prefix them with their own name.  They are per thread, so several
  *   threads can fail at once without mixing their messages.
  *
+ * WHAT IS GUARANTEED
+ *
+ *   Among users of this library, two holders never hold one source
+ *   exclusively at the same time, and an exclusive holder never overlaps a
+ *   shared one, with one exception that no lock can avoid: a hold granted
+ *   BEFORE someone renames or removes the lock file, .locks or the cache
+ *   directory (or retargets a symbolic link on the path) is on a file the
+ *   path no longer names, and the next acquire locks the file the path
+ *   names now.  Every grant is followed by a look-up of the whole path
+ *   (one fstatat(2)) that must find the very file just locked, otherwise
+ *   the lock is dropped and the acquire starts again: a file pruned,
+ *   renamed or replaced while an acquire waited for it, or while it was
+ *   kept open (KEPT DESCRIPTORS), is never held.  flock(1), the Rust
+ *   original and other flock(2) users exclude users of this library and are
+ *   excluded by them, but do not re-check the path: after a rename or a
+ *   removal they may hold the old file.
+ *
  * CAVEATS
  *
- *   - Never delete lock files by hand, and never with a cleanup that does
- *     not take the lock first (the Rust original's TTL cleanup does exactly
- *     that).  A holder keeps its lock on the deleted file while the next
- *     process creates and locks a new file of the same name: two holders.
- *     This library re-checks after every grant that the path still names the
- *     file it locked and retries if not, which protects users of this
- *     library; other flock(2) users are not protected.  To clean up, use
+ *   - Never delete or rename lock files by hand, and never with a cleanup
+ *     that does not take the lock first (the Rust original's TTL cleanup
+ *     does exactly that): see WHAT IS GUARANTEED.  To clean up, use
  *     cachelock_prune(), which removes only files whose lock it holds.
- *     The check after a grant is one fstat(2): a link count of 0 means the
- *     file was removed (pruned, rm -rf).  A rename keeps the count, so the
- *     path itself is looked up again when the last lookup is more than a
- *     second old or the file has other links: a path that comes to name
- *     another file while the old one lives on (a lock file, .locks or the
- *     cache directory renamed, a symbolic link on the way retargeted, a
- *     filesystem mounted over it) is noticed within a second.
  *
  *   - fork(2): a child inherits the parent's lock descriptors, and with them
  *     the parent's locks (flock locks belong to the open file, which both now
  *     share).  cachelock_release() in the parent unlocks explicitly, so the
  *     lock is free when it returns even if a child still has a copy.  In the
- *     child, the parent's handles must not be used; releasing one there only
- *     closes the child's copy and never unlocks the parent's lock.  The
- *     child's own acquires are independent of the parent's: it never reuses
- *     a descriptor the parent kept open (see KEPT DESCRIPTORS).  Descriptors
- *     are opened with O_CLOEXEC, so a program started with exec(2) does not
- *     inherit them.  A child forked without exec(2) keeps copies of the
- *     parent's descriptors, so the parent's closing them makes no inotify
- *     event while the child lives: timed waiters then see a release at
- *     their next re-check.
+ *     child, the parent's locks are not the child's: releasing one there
+ *     only closes the child's copy and never unlocks the parent's lock, a
+ *     blocking acquire there waits for it like for any other holder, and a
+ *     wait started in the parent fails with -EINVAL when stepped.  The child
+ *     never reuses a descriptor the parent kept open (KEPT DESCRIPTORS).
+ *     This holds for children of fork(2), _Fork() and clone() without
+ *     CLONE_VM alike: the library tells a child by a memory page marked
+ *     MADV_WIPEONFORK (by getpid(2) where the kernel lacks it), not by
+ *     atfork handlers.  Atfork handlers of the program may call the library.
+ *     As POSIX requires, a child of a multi-threaded process made by
+ *     _Fork() or clone() must not call the library (another thread may have
+ *     held its internal mutex at the fork).  Descriptors are opened with
+ *     O_CLOEXEC, so a program started with exec(2) does not inherit them.  A
+ *     child forked without exec(2) keeps copies of the parent's
+ *     descriptors, so the parent's closing them makes no inotify event while
+ *     the child lives: timed waiters then see a release at their next
+ *     re-check.
+ *
+ *   - Descriptors: the library's descriptors are 3 or above.  A program
+ *     that closes descriptors it does not own (closefrom(), a daemonising
+ *     helper) and opens its own files under the same numbers is detected:
+ *     the library compares a descriptor's file (device and inode) with the
+ *     one it opened before it locks, unlocks or closes it, and leaves a
+ *     descriptor that is now the program's alone.  The locks held through
+ *     the closed descriptors are lost, of course.  (A program that closes a
+ *     library descriptor and opens the very same lock file under the same
+ *     number cannot be told apart.)
  *
  *   - The same source twice in one process: each acquire opens its own file
  *     description, so threads of one process exclude each other exactly like
- *     separate processes.  A thread that asks again for a source it holds in
- *     a conflicting mode gets -EDEADLK at once instead of hanging; holding
- *     the same source shared twice is allowed.  Locks cannot be upgraded or
- *     downgraded: release and acquire again.
+ *     separate processes.  Holding the same source shared twice is allowed.
+ *     Locks cannot be upgraded or downgraded: release and acquire again.
  *
  *   - Network filesystems: on NFS, Linux emulates flock(2) with a
  *     whole-file POSIX byte-range lock on the server.  Locks then work
@@ -136,24 +162,60 @@
  *
  *   - The library installs no signal handlers and creates no threads.
  *
+ *   - Thread cancellation (pthread_cancel): every call runs with
+ *     cancellation disabled, except the sleep of a timed acquire
+ *     (cachelock_acquire_ex() with timeout_ms > 0), which is a cancellation
+ *     point in the caller's cancellation state: a thread cancelled there
+ *     leaves no descriptor, inotify instance or waiter mark behind.  A
+ *     blocking acquire (timeout_ms == -1) sleeps in flock(2), which is not a
+ *     cancellation point: a cancel takes effect after it returns.  Use a
+ *     timeout for a wait that must be cancellable.
+ *
+ * OWNERSHIP
+ *
+ *   flock(2) cannot tell a thread that it is about to wait for a lock it
+ *   holds itself: the second acquire opens its own file description and
+ *   sleeps forever.  So every held lock records the thread that acquired
+ *   it, and a BLOCKING acquire by that thread of a lock it holds in a
+ *   conflicting mode fails at once with -EDEADLK.  Nothing else ever does:
+ *   a try reports busy, and timed and asynchronous waits wait (and time
+ *   out), because another thread or task may release the lock meanwhile.
+ *   Ownership ends when the owning thread exits (ids are never reused, even
+ *   when pthread_t values are).
+ *
+ *   Thread pools, event loops and language bindings that acquire a lock on
+ *   one thread and use or release it on another (a task moved between
+ *   worker threads, tokio's spawn_blocking) must say so: acquire with
+ *   CACHELOCK_F_UNOWNED, or call cachelock_disown() before handing the lock
+ *   over.  Otherwise a worker thread that runs another task's blocking
+ *   acquire of the same source gets -EDEADLK although the first task would
+ *   release it in time.  Any thread may release any lock.
+ *
  * KEPT DESCRIPTORS
  *
- *   Opening a lock file costs more than locking it (a path walk: about
- *   0.45 us against 0.25 us for the flock(2) pair, measured here).  So
- *   cachelock_release() unlocks the file and, when it is on a local
- *   filesystem (ext4, xfs, btrfs, tmpfs, overlayfs, zfs, f2fs, ...) and the
- *   cache directory was given as an absolute path (a relative one names
- *   another file after chdir(2)), keeps it open for the next acquire of the
- *   same path in this process.  What that means for a program:
+ *   Opening a lock file costs more than locking it (two path walks against
+ *   one flock(2) pair; see README.md, "Benchmarks").  So cachelock_release()
+ *   unlocks the file and, when it is on a local filesystem (ext4, xfs,
+ *   btrfs, tmpfs, overlayfs, zfs, f2fs, ...) and the cache directory was
+ *   given as an absolute path (a relative one names another file after
+ *   chdir(2)), keeps it open for the next acquire of the same path in this
+ *   process.  What that means for a program:
  *
  *   - Up to 64 lock files per process stay open after their release, in
- *     addition to the held ones.  cachelock_close_idle() closes them (before
+ *     addition to the held ones, and the .locks directories of up to 8
+ *     caches (O_PATH descriptors: the first acquire of another source of
+ *     the same cache then opens one name instead of the whole path; only
+ *     existing lock files are opened through them, new ones are created
+ *     through the whole path).  cachelock_close_idle() closes them (before
  *     counting descriptors, or so that a filesystem can be unmounted).  A
  *     file used once does not push out one in steady use.  An acquire that
  *     finds the process out of descriptors (EMFILE, ENFILE) closes them and
  *     tries again before it fails.
  *   - A kept file is never shared: two holders never use one descriptor,
- *     and a forked child never uses its parent's.
+ *     and a forked child never uses its parent's.  Before a kept descriptor
+ *     is locked again, its file is compared with the one it was opened on
+ *     (one fstat(2)); after the grant, the path is looked up again like
+ *     after every grant (WHAT IS GUARANTEED).
  *   - A descriptor obtained with cachelock_fd() is never kept: it may have
  *     been handed to a child.
  *   - A release that keeps its file open makes no inotify event.  Timed
@@ -187,13 +249,13 @@
  *   fs.inotify.max_user_instances, 128 by default, is used up) the wait
  *   falls back to the timer alone.  Each waiter costs one inotify instance,
  *   two descriptors and one mark while it waits.  Closing an inotify
- *   instance costs the kernel an RCU grace period (14-24 ms measured here),
+ *   instance costs the kernel an RCU grace period (tens of milliseconds),
  *   so up to 4 idle instances are kept per process for later waits; they
  *   count against the per-user limit and are dropped by forked children.
  *
- *   Measured here: see README.md, "Benchmarks", for the handoff of each kind
- *   of wait and holder side by side (make bench).  Polling loops such as
- *   Python's filelock pay about 25 ms.
+ *   See README.md, "Benchmarks", for the handoff of each kind of wait and
+ *   holder side by side (make bench); polling loops such as Python's
+ *   filelock pay half their polling interval.
  *
  *   Many waiters on one lock all wake at each release and all but one go
  *   back to sleep (a thundering herd); the kernel's blocking flock(2) has
@@ -230,9 +292,9 @@ extern "C" {
 #endif
 
 #define CACHELOCK_VERSION_MAJOR 0
-#define CACHELOCK_VERSION_MINOR 2
+#define CACHELOCK_VERSION_MINOR 3
 #define CACHELOCK_VERSION_PATCH 0
-#define CACHELOCK_VERSION_STRING "0.2.0"
+#define CACHELOCK_VERSION_STRING "0.3.0"
 
 /* Longest accepted source name, in bytes: "{source}.lock" must fit NAME_MAX
  * (255) on every filesystem we support. */
@@ -303,11 +365,15 @@ typedef struct cachelock_options {
  *   -EINVAL        cache_dir, source or out is NULL or empty; bad source name
  *   -ENAMETOOLONG  source longer than CACHELOCK_NAME_MAX, or the whole path
  *                  longer than PATH_MAX
- *   -EDEADLK       the calling thread already holds this source
+ *   -EDEADLK       the calling thread already holds this source in a
+ *                  conflicting mode (see OWNERSHIP)
  *   -EINTR         a signal handler without SA_RESTART ran while waiting
  *   -ELOOP         the lock file or .locks is a symbolic link
  *   -ENOTDIR       cache_dir or .locks exists and is not a directory
- *   -EISDIR, -ENXIO, -ENODEV  the lock path is a directory, socket or FIFO
+ *   -EISDIR, -ENXIO  the lock path is a directory, or not a regular file
+ *                  (a socket or a FIFO)
+ *   -ESTALE        the lock file was replaced 1,000 times in a row while
+ *                  trying (someone keeps renaming or removing it)
  *   -EACCES, -EROFS, -ENOSPC, -EMFILE, -ENFILE, -ENOMEM, -ENOLCK, -EIO, ...
  *                  the failing system call's error
  */
@@ -318,8 +384,10 @@ CACHELOCK_EXTERN int cachelock_acquire(const char *cache_dir, const char *source
  * cachelock_try_acquire - take the exclusive lock of a source if it is free
  * now; never waits.
  *
- * Parameters and errors as cachelock_acquire(), plus:
- *   -EWOULDBLOCK   the lock is held by someone else (an outcome, not an error)
+ * Parameters and errors as cachelock_acquire(), but never -EDEADLK or
+ * -EINTR, plus:
+ *   -EWOULDBLOCK   the lock is held by someone else, this thread included
+ *                  (an outcome, not an error)
  */
 CACHELOCK_EXTERN int cachelock_try_acquire(const char *cache_dir, const char *source,
                                            cachelock_t **out);
@@ -337,7 +405,10 @@ CACHELOCK_EXTERN int cachelock_try_acquire(const char *cache_dir, const char *so
  *   -EINVAL        opts has an unknown version, mode or flag, or
  *                  timeout_ms < -1
  *   -ENOENT        CACHELOCK_F_NOCREATE and the lock file does not exist
- * With a timeout, -EDEADLK is returned at once, not after the timeout.
+ * With a timeout (or 0), -EDEADLK is never returned: a lock this thread
+ * holds is waited for like any other (another thread may release it).
+ * Any timeout up to LONG_MAX means that long.  A timed wait is a
+ * cancellation point (see CAVEATS).
  */
 CACHELOCK_EXTERN int cachelock_acquire_ex(const char *cache_dir, const char *source,
                                           const cachelock_options_t *opts,
@@ -353,18 +424,20 @@ CACHELOCK_EXTERN int cachelock_acquire_ex(const char *cache_dir, const char *sou
  * descriptor.  The descriptor is then closed, or kept open for the next
  * acquire of the same source (see KEPT DESCRIPTORS).  In a forked child,
  * releasing a handle inherited from the parent only closes the child's copy
- * (see CAVEATS).  A handle that is not held (released already) is
- * recognised by its address without being read, and ignored;
- * cachelock_errmsg() says so.  This cannot help when a new handle has since
- * been handed out at the same address, which a kept handle is: the next
- * acquire of the same source reuses it.  Do not release twice.
+ * (see CAVEATS).  Any thread may release a lock.
+ *
+ * A handle is a token, not an address: a handle released already (twice,
+ * or a stale copy) is recognised and ignored, even when the library has
+ * since handed out a new handle for the same source; cachelock_errmsg()
+ * says so.  A descriptor that the program closed and reused meanwhile is
+ * left alone (see CAVEATS).
  */
 CACHELOCK_EXTERN void cachelock_release(cachelock_t *lock);
 
 /* cachelock_fd - the lock's descriptor, for fstat(2) or to hand to a child
  * (it has FD_CLOEXEC set).  Do not close it or flock(2) it; it stays owned
  * by the handle, and is closed (never kept) at the release.  -EINVAL if
- * lock is NULL. */
+ * lock is NULL or not a held lock. */
 CACHELOCK_EXTERN int cachelock_fd(const cachelock_t *lock);
 
 /* cachelock_mode - the mode the lock is held in, or -EINVAL if lock is
@@ -381,12 +454,14 @@ CACHELOCK_EXTERN int cachelock_mode(const cachelock_t *lock);
 CACHELOCK_EXTERN int cachelock_disown(cachelock_t *lock);
 
 /*
- * cachelock_close_idle - close the lock files this process keeps open
- * between a release and the next acquire (see KEPT DESCRIPTORS).
+ * cachelock_close_idle - close the descriptors this process keeps open
+ * between a release and the next acquire (see KEPT DESCRIPTORS): released
+ * lock files, and the .locks directories they were opened through.
  *
  * Useful before a program counts or closes its descriptors, or so that an
  * unmount of the cache's filesystem is not held up by them.  Held locks are
- * not affected.  Returns the number of descriptors closed.
+ * not affected.  Returns the number of lock files closed (the kept
+ * directories, at most 8, are not counted).
  */
 CACHELOCK_EXTERN int cachelock_close_idle(void);
 
@@ -437,9 +512,13 @@ CACHELOCK_EXTERN int cachelock_wait_start(const char *cache_dir, const char *sou
  *                  steps return -EALREADY.
  *   -EINPROGRESS   not yet: poll cachelock_wait_fd() for POLLIN, for at most
  *                  cachelock_wait_timeout() milliseconds, then step again
- *   -ETIMEDOUT, -EWOULDBLOCK, -EDEADLK, or any error of
- *                  cachelock_acquire_ex(): final; further steps return the
- *                  same code
+ *   -ETIMEDOUT, -EWOULDBLOCK, or any error of cachelock_acquire_ex() but
+ *                  -EDEADLK: final; further steps return the same code.  A
+ *                  lock held by another task of the same thread is waited
+ *                  for, never reported as a deadlock.
+ *   -EINVAL        wait or out is NULL, or the wait was started in another
+ *                  process (a forked child steps its parent's wait): the
+ *                  wait is untouched
  */
 CACHELOCK_EXTERN int cachelock_wait_step(cachelock_wait_t *wait, cachelock_t **out);
 
@@ -456,7 +535,8 @@ CACHELOCK_EXTERN int cachelock_wait_timeout(const cachelock_wait_t *wait);
 
 /* cachelock_wait_free - cancel a wait if it is still in progress and free
  * it.  NULL is a no-op.  A lock already returned by a step is not touched:
- * release it with cachelock_release(). */
+ * release it with cachelock_release().  In a forked child, freeing the
+ * parent's wait only closes the child's copies of its descriptors. */
 CACHELOCK_EXTERN void cachelock_wait_free(cachelock_wait_t *wait);
 
 /* ------------------------------------------------------------------------
@@ -526,15 +606,18 @@ typedef void (*cachelock_prune_fn)(const char *source, cachelock_prune_status_t 
  *   [in] report        called for every lock file considered; may be NULL
  *   [in] ctx           passed to report
  *
- * Each file is locked exclusively WITHOUT waiting, unlinked while held, and
+ * Each file is locked exclusively WITHOUT waiting, removed while held, and
  * released; a busy file is skipped, so pruning never blocks the cache's
- * users (a user's own try may see it busy for those microseconds).  Users
- * of this library re-check after every grant that the path still names the
- * file they locked, so a waiter that was blocked on a pruned file moves to
- * the new one and mutual exclusion holds.  It does NOT hold for plain
- * flock(1) users (or the Rust original) that were already waiting on the
- * old file: they end up holding a lock nobody else sees.  Prune only caches
- * whose users are all this library, or while they are idle.
+ * users (a user's own try may see it busy for those microseconds).  The
+ * removal renames the file to a private name in .locks first and unlinks
+ * it only if that name is the very file locked, so a file renamed into
+ * place meanwhile is never removed (it is put back).  Users of this
+ * library re-check after every grant that the path still names the file
+ * they locked, so a waiter that was blocked on a pruned file moves to the
+ * new one and mutual exclusion holds.  It does NOT hold for plain flock(1)
+ * users (or the Rust original) that were already waiting on the old file:
+ * they end up holding a lock nobody else sees.  Prune only caches whose
+ * users are all this library, or while they are idle.
  *
  * Returns the number of files removed (or that would be), or -EINVAL,
  * -ENAMETOOLONG, -ENOTDIR, -EACCES, ... when the cache cannot be listed.

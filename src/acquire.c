@@ -76,12 +76,40 @@ void cachelock__attempt_done(struct cachelock__attempt *a)
     a->h = NULL;
 }
 
+/* Open the lock file through the kept .locks directory of the cache, if
+ * there is one and it is still ours: 1 opened, 0 go the long way, or a
+ * negative code. */
+static int open_through_kept_dir(struct cachelock__attempt *a, struct cachelock__handle *h,
+                                 int *local)
+{
+    struct cachelock__dir d;
+    int rc;
+
+    if (!cachelock__dir_take(&a->path, &d))
+        return 0;
+    rc = cachelock__os_fd_is(d.fd, &d.id);
+    if (rc != 1) {
+        if (rc < 0)
+            cachelock__os_close(d.fd);
+        return 0;       /* closed (and maybe reused) by the program */
+    }
+    rc = cachelock__os_open_in(d.fd, &a->path, &h->fd, &h->id);
+    if (rc == 0 || rc == -ENOENT) {
+        cachelock__dir_put(&a->path, &d);
+        *local = d.local;
+        return rc == 0;
+    }
+    cachelock__os_close(d.fd);
+    return rc;
+}
+
 /* Give a->h an open lock file: an idle one from the pool, or a new one. */
 static int open_handle(struct cachelock__attempt *a)
 {
     const int nocreate = (a->flags & CACHELOCK_F_NOCREATE) != 0;
     struct cachelock__handle *h;
-    int local, rc;
+    struct cachelock__dir keep;
+    int local = 0, rc;
 
     /* Only absolute paths are kept: a relative one names another file
      * after chdir(2). */
@@ -100,7 +128,13 @@ static int open_handle(struct cachelock__attempt *a)
     h->hash = a->hash;
     h->flags = 0;
     h->owner = 0;
-    rc = cachelock__os_open(&a->path, nocreate, &h->fd, &h->id, &local);
+    rc = absolute ? open_through_kept_dir(a, h, &local) : 0;
+    if (rc == 0) {
+        rc = cachelock__os_open(&a->path, nocreate, &h->fd, &h->id, &local,
+                                absolute ? &keep : NULL);
+        if (rc == 0 && absolute && keep.fd >= 0)
+            cachelock__dir_put(&a->path, &keep);
+    }
     if (rc < 0) {
         free(h);
         return rc;
@@ -196,9 +230,12 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
         rc = cachelock__os_path_names(a->path.buf, &h->id);
         if (rc == 1)
             break;
-        /* Pruned, renamed or replaced: this lock protects nothing. */
+        /* Pruned, renamed or replaced: this lock protects nothing.  If
+         * .locks or the cache directory moved, the kept directory is the
+         * old one: open the whole path again. */
         cachelock__os_unlock(h->fd);
         drop(a);
+        cachelock__dir_forget(&a->path);
         if (rc < 0)
             return rc;
     }

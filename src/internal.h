@@ -130,6 +130,13 @@ struct cachelock__handle {
                                state is unknown */
 #define H_REUSED    0x20    /* taken from the pool at least once */
 
+/* An open .locks directory, kept for later opens (pool.c). */
+struct cachelock__dir {
+    int fd;                         /* O_PATH descriptor, or -1 */
+    struct cachelock__fileid id;    /* of the directory */
+    int local;                      /* on a local filesystem */
+};
+
 /* Close (when fd >= 0) and free a handle that nobody holds. */
 void cachelock__handle_free(struct cachelock__handle *h);
 
@@ -174,8 +181,18 @@ int cachelock__pool_has_room(const struct cachelock__handle *h);
 /* Keep an unlocked handle for later; closes and frees it (or an older one)
  * instead when it cannot be kept. */
 void cachelock__pool_put(struct cachelock__handle *h);
-/* Close every idle handle; the number closed. */
+/* Close every idle handle and kept directory; the number of lock files
+ * closed. */
 int cachelock__pool_close_all(void);
+/* The kept .locks directory of p, taken out of the table while the caller
+ * uses it (so no other thread closes it meanwhile): 1 with *d filled, or 0.
+ * Its descriptor must be checked (os_fd_is) before use. */
+int cachelock__dir_take(const struct cachelock__path *p, struct cachelock__dir *d);
+/* Keep d (opened in this process) for the .locks directory of p; closes it
+ * instead when an entry exists already. */
+void cachelock__dir_put(const struct cachelock__path *p, const struct cachelock__dir *d);
+/* Close the kept directory of p, if any: the path led elsewhere. */
+void cachelock__dir_forget(const struct cachelock__path *p);
 
 /* ---- inotify instances kept for later waits (watchers.c) ----------------- */
 
@@ -229,9 +246,16 @@ int cachelock__wait_acquire(const struct cachelock__path *path, const cachelock_
  * *fd, *id and *local (1: a local filesystem, see os_mark_waiting), or a
  * negative code with the message set.  Directories and the lock file it
  * created stay when a later step fails: another process may already use
- * them. */
+ * them.  When keep is not NULL, the .locks descriptor is handed over in it
+ * (keep->fd -1 if it could not be). */
 int cachelock__os_open(struct cachelock__path *p, int nocreate, int *fd,
-                       struct cachelock__fileid *id, int *local);
+                       struct cachelock__fileid *id, int *local, struct cachelock__dir *keep);
+/* Open an EXISTING lock file of p inside the kept .locks descriptor dfd
+ * (never creates: a directory renamed away since must not get new files).
+ * 0, -ENOENT without a message (go the long way), or another code with
+ * the message set. */
+int cachelock__os_open_in(int dfd, struct cachelock__path *p, int *fd,
+                          struct cachelock__fileid *id);
 /* Does descriptor fd still refer to the file id?  1 yes, 0 no (closed or
  * reused by the program: do not touch it), or -errno when fstat(2) fails
  * otherwise (then close it if it must go, but never reuse it). */

@@ -36,6 +36,17 @@
  *     acquire that runs out of descriptors (EMFILE), before it retries.
  *   - Only absolute paths: a relative one names another file after chdir.
  *
+ * The .locks directories of recent acquires are kept open too (O_PATH
+ * descriptors, at most DIRS_MAX), so that the first acquire of another
+ * source in the same cache opens one name, not the whole path.  Only
+ * existing lock files are opened through a kept directory: it may have
+ * been renamed away since, and nothing is ever created there; the path
+ * check after the grant sees such a rename, the acquire then forgets the
+ * directory and opens the whole path again.  Kept directories carry no
+ * locks, so sharing them with a forked child would be harmless; they are
+ * still treated like idle handles (checked before use, dropped in a child)
+ * so that one rule covers every descriptor the library keeps.
+ *
  * Everything here is guarded by the tables mutex (registry.c).
  */
 #include "internal.h"
@@ -50,6 +61,15 @@ static struct cachelock__handle *buckets[POOL_BUCKETS];
 static struct cachelock__handle *newest, *oldest;
 static size_t idle;             /* read without the mutex by pool_has_room */
 static uint64_t pool_epoch;
+
+#define DIRS_MAX 8
+static struct kept_dir {
+    uint64_t hash;          /* of the .locks path */
+    size_t len;
+    char *path;             /* NULL: free slot */
+    struct cachelock__dir d;
+} dirs[DIRS_MAX];
+static unsigned dirs_next;
 
 uint64_t cachelock__path_hash(const char *path, size_t len)
 {
@@ -131,23 +151,56 @@ static int free_chain(struct cachelock__handle *list)
     return n;
 }
 
-/* A new process epoch means a forked child: the idle handles are the
- * parent's descriptions.  Called with the mutex held. */
-static struct cachelock__handle *check_epoch(uint64_t epoch)
+/* Take every kept directory out into out[] (at most DIRS_MAX); the
+ * caller closes them after unlocking.  Called with the mutex held. */
+static int detach_dirs(struct kept_dir *out)
 {
+    int n = 0;
+    for (unsigned i = 0; i < DIRS_MAX; i++) {
+        if (dirs[i].path) {
+            out[n++] = dirs[i];
+            dirs[i].path = NULL;
+        }
+    }
+    return n;
+}
+
+static int free_dirs(struct kept_dir *v, int n)
+{
+    int closed = 0;
+    for (int i = 0; i < n; i++) {
+        if (v[i].d.fd >= 0 && cachelock__os_fd_is(v[i].d.fd, &v[i].d.id) != 0) {
+            cachelock__os_close(v[i].d.fd);
+            closed++;
+        }
+        free(v[i].path);
+    }
+    return closed;
+}
+
+/* A new process epoch means a forked child: the idle handles are the
+ * parent's descriptions.  Called with the mutex held; the directories go
+ * to stale_dirs (DIRS_MAX entries), *nstale says how many. */
+static struct cachelock__handle *check_epoch(uint64_t epoch, struct kept_dir *stale_dirs,
+                                             int *nstale)
+{
+    *nstale = 0;
     if (pool_epoch == epoch)
         return NULL;
     pool_epoch = epoch;
+    *nstale = detach_dirs(stale_dirs);
     return detach_all();
 }
 
 struct cachelock__handle *cachelock__pool_take(const char *path, size_t len, uint64_t hash)
 {
     struct cachelock__handle *h, *stale;
+    struct kept_dir stale_dirs[DIRS_MAX];
+    int nstale;
     uint64_t epoch = cachelock__os_process_epoch();
     int t = cachelock__tables_lock();
 
-    stale = check_epoch(epoch);
+    stale = check_epoch(epoch, stale_dirs, &nstale);
     for (h = buckets[hash & (POOL_BUCKETS - 1)]; h; h = h->next) {
         if (h->hash == hash && h->path_len == len && memcmp(h->path, path, len) == 0) {
             unlink_idle(h);
@@ -157,6 +210,7 @@ struct cachelock__handle *cachelock__pool_take(const char *path, size_t len, uin
     }
     cachelock__tables_unlock(t);
     free_chain(stale);
+    free_dirs(stale_dirs, nstale);
     return h;
 }
 
@@ -169,6 +223,8 @@ int cachelock__pool_has_room(const struct cachelock__handle *h)
 void cachelock__pool_put(struct cachelock__handle *h)
 {
     struct cachelock__handle *out, *rejected = NULL;
+    struct kept_dir stale_dirs[DIRS_MAX];
+    int nstale;
     uint64_t epoch;
     int t;
 
@@ -178,7 +234,7 @@ void cachelock__pool_put(struct cachelock__handle *h)
     }
     epoch = cachelock__os_process_epoch();
     t = cachelock__tables_lock();
-    out = check_epoch(epoch);
+    out = check_epoch(epoch, stale_dirs, &nstale);
     if (h->epoch != epoch || (!(h->flags & H_REUSED) && idle >= POOL_MAX)) {
         /* Opened in an ancestor process: not ours to keep.  Or used once
          * and the pool is full: not let in.  (The caller has just checked
@@ -206,15 +262,100 @@ void cachelock__pool_put(struct cachelock__handle *h)
     cachelock__tables_unlock(t);
     cachelock__handle_free(rejected);
     free_chain(out);
+    free_dirs(stale_dirs, nstale);
 }
 
 int cachelock__pool_close_all(void)
 {
     struct cachelock__handle *list;
+    struct kept_dir v[DIRS_MAX];
     int t = cachelock__tables_lock();
     list = detach_all();
+    int n = detach_dirs(v);
     cachelock__tables_unlock(t);
+    free_dirs(v, n);
     return free_chain(list);
+}
+
+/* The slot of p's .locks directory, or NULL.  Called with the mutex held. */
+static struct kept_dir *find_dir(const struct cachelock__path *p, uint64_t hash)
+{
+    for (unsigned i = 0; i < DIRS_MAX; i++) {
+        struct kept_dir *k = &dirs[i];
+        if (k->path && k->hash == hash && k->len == p->locks_len &&
+            memcmp(k->path, p->buf, p->locks_len) == 0)
+            return k;
+    }
+    return NULL;
+}
+
+int cachelock__dir_take(const struct cachelock__path *p, struct cachelock__dir *d)
+{
+    uint64_t hash = cachelock__path_hash(p->buf, p->locks_len);
+    struct kept_dir stale[DIRS_MAX], *k;
+    int nstale = 0, found = 0;
+    char *path = NULL;
+    uint64_t epoch = cachelock__os_process_epoch();
+    int t = cachelock__tables_lock();
+    if (pool_epoch != epoch) {
+        struct cachelock__handle *old = check_epoch(epoch, stale, &nstale);
+        cachelock__tables_unlock(t);
+        free_chain(old);
+        free_dirs(stale, nstale);
+        return 0;
+    }
+    k = find_dir(p, hash);
+    if (k) {
+        *d = k->d;
+        path = k->path;
+        k->path = NULL;
+        found = 1;
+    }
+    cachelock__tables_unlock(t);
+    free(path);
+    return found;
+}
+
+void cachelock__dir_put(const struct cachelock__path *p, const struct cachelock__dir *d)
+{
+    uint64_t hash = cachelock__path_hash(p->buf, p->locks_len);
+    struct kept_dir stale[DIRS_MAX], out = { 0, 0, NULL, { -1, { 0, 0 }, 0 } };
+    struct cachelock__handle *old;
+    uint64_t epoch = cachelock__os_process_epoch();
+    char *copy = malloc(p->locks_len + 1);
+    int nstale, t;
+
+    if (!copy) {
+        cachelock__os_close(d->fd);     /* just opened or checked: ours */
+        return;
+    }
+    memcpy(copy, p->buf, p->locks_len);
+    copy[p->locks_len] = '\0';
+    t = cachelock__tables_lock();
+    old = check_epoch(epoch, stale, &nstale);
+    if (find_dir(p, hash)) {
+        out.path = copy;            /* another thread kept one meanwhile */
+        out.d = *d;
+    } else {
+        struct kept_dir *k = &dirs[dirs_next++ % DIRS_MAX];
+        out = *k;                   /* the oldest slot, maybe empty */
+        k->hash = hash;
+        k->len = p->locks_len;
+        k->path = copy;
+        k->d = *d;
+    }
+    cachelock__tables_unlock(t);
+    free_chain(old);
+    free_dirs(stale, nstale);
+    if (out.path)
+        free_dirs(&out, 1);
+}
+
+void cachelock__dir_forget(const struct cachelock__path *p)
+{
+    struct cachelock__dir d;
+    if (cachelock__dir_take(p, &d) && cachelock__os_fd_is(d.fd, &d.id) != 0)
+        cachelock__os_close(d.fd);
 }
 
 int cachelock_close_idle(void)

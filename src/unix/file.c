@@ -210,16 +210,64 @@ static void set_id(struct cachelock__fileid *id, const struct stat *st)
     id->ino = (uint64_t)st->st_ino;
 }
 
-int cachelock__os_open(struct cachelock__path *p, int nocreate, int *fdp,
-                       struct cachelock__fileid *id, int *local)
+/* Open the lock file of p in the .locks directory dfd: *fd (3 or above)
+ * and its identity.  -ENOENT (no message) when it does not exist and
+ * create is 0, so that the caller can go the long way. */
+static int open_in(int dfd, struct cachelock__path *p, int create, int *fdp,
+                   struct cachelock__fileid *id)
 {
     const char *file = cachelock__path_file(p);
     const int common = LOCK_FILE_OPEN_FLAGS;
-    int mkdirs = 0, reopens = 0, dfd, fd, rc;
+    struct stat st;
+    int fd, rc;
+
+    fd = cachelock__sys.openat(dfd, file, O_RDWR | common | (create ? O_CREAT : 0), 0666);
+    if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) {
+        /* A lock file we may only read can still be flock(2)ed; a
+         * read-only filesystem still holds usable existing lock files. */
+        int first = errno;
+        fd = cachelock__sys.openat(dfd, file, O_RDONLY | common);
+        if (fd < 0 && errno == ENOENT)
+            errno = first;
+    }
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return -ENOENT;
+        return cachelock__fail(-errno, "open lock file", p->buf);
+    }
+    fd = cachelock__os_keep_high(fd);
+    if (fd < 0)
+        return cachelock__fail(-errno, "open lock file", p->buf);
+    if (cachelock__sys.fstat(fd, &st) < 0) {
+        rc = cachelock__fail(-errno, "stat lock file", p->buf);
+        cachelock__os_close(fd);
+        return rc;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        cachelock__os_close(fd);
+        return cachelock__failf(-ENXIO, "cannot open lock file '%s': not a regular file", p->buf);
+    }
+    set_id(id, &st);
+    *fdp = fd;
+    return 0;
+}
+
+int cachelock__os_open_in(int dfd, struct cachelock__path *p, int *fd,
+                          struct cachelock__fileid *id)
+{
+    return open_in(dfd, p, 0, fd, id);
+}
+
+int cachelock__os_open(struct cachelock__path *p, int nocreate, int *fdp,
+                       struct cachelock__fileid *id, int *local, struct cachelock__dir *keep)
+{
+    int mkdirs = 0, reopens = 0, dfd, rc;
     struct stat st;
 
     *fdp = -1;
     *local = 0;
+    if (keep)
+        keep->fd = -1;
     for (;;) {
         dfd = open_locks_dir(p);
         if (dfd < 0) {
@@ -237,45 +285,29 @@ int cachelock__os_open(struct cachelock__path *p, int nocreate, int *fdp,
             dir_end(p, p->locks_len, c);
             return rc;
         }
-
-        fd = cachelock__sys.openat(dfd, file, O_RDWR | common | (nocreate ? 0 : O_CREAT), 0666);
-        if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) {
-            /* A lock file we may only read can still be flock(2)ed; a
-             * read-only filesystem still holds usable existing lock files. */
-            int first = errno;
-            fd = cachelock__sys.openat(dfd, file, O_RDONLY | common);
-            if (fd < 0 && errno == ENOENT)
-                errno = first;
-        }
-        if (fd < 0 && errno == ENOENT && !nocreate && reopens++ < 4) {
+        rc = open_in(dfd, p, !nocreate, fdp, id);
+        if (rc == -ENOENT && !nocreate && reopens++ < 4) {
             /* .locks was removed between the two opens: start again. */
             cachelock__sys.close(dfd);
             continue;
         }
-        int err = errno;
-        if (fd >= 0)
-            *local = dir_is_local(dfd);
-        cachelock__sys.close(dfd);
-        if (fd < 0)
-            return cachelock__fail(-err, "open lock file", p->buf);
+        if (rc == -ENOENT)
+            cachelock__fail(rc, "open lock file", p->buf);
         break;
     }
-
-    fd = cachelock__os_keep_high(fd);
-    if (fd < 0)
-        return cachelock__fail(-errno, "open lock file", p->buf);
-    if (cachelock__sys.fstat(fd, &st) < 0) {
-        rc = cachelock__fail(-errno, "stat lock file", p->buf);
-        cachelock__os_close(fd);
-        return rc;
+    if (rc == 0) {
+        *local = dir_is_local(dfd);
+        /* Keep the directory for later opens of its other lock files when
+         * the caller wants it (and we can say what it is). */
+        if (keep && cachelock__sys.fstat(dfd, &st) == 0) {
+            set_id(&keep->id, &st);
+            keep->local = *local;
+            keep->fd = cachelock__os_keep_high(dfd);    /* closes dfd on failure */
+            return 0;
+        }
     }
-    if (!S_ISREG(st.st_mode)) {
-        cachelock__os_close(fd);
-        return cachelock__failf(-ENXIO, "cannot open lock file '%s': not a regular file", p->buf);
-    }
-    set_id(id, &st);
-    *fdp = fd;
-    return 0;
+    cachelock__sys.close(dfd);
+    return rc;
 }
 
 int cachelock__os_lock(int fd, cachelock_mode_t mode, int block)
