@@ -31,6 +31,9 @@ function row(what, got, goal) { printf "%-58s %-22s %s\n", what, got, goal }
     hand = hand hsep sprintf("%s %.2fx", str($0, "waiter"), num($0, "ratio_to_blocking")); hsep = ", " }
 /"bench":"peers"/ { py = num($0, "python_filelock_us"); lib = num($0, "library_us")
                     f1 = num($0, "flock1_us"); run = num($0, "cachelock_run_us") }
+# Rows of bench_peers' uncontended table; a skipped one has no "us".
+/"bench":"peers_uncontended"/ && /"us":/ { us[str($0, "variant")] = num($0, "us")
+                                          calls[str($0, "variant")] = num($0, "syscalls") }
 END {
     printf "\nsummary of this run (ratios; see README.md, Benchmarks)\n\n"
     row("what", "measured", "goal")
@@ -44,4 +47,12 @@ END {
     if (py > 0)
         row("Python filelock acquire+release, vs this library", sprintf("%.1fx", py / lib), "")
     row("cachelock run per invocation, vs flock(1)", sprintf("%.2fx", run / f1), "")
+    if (("rust_spawn_blocking" in us) && ("cachelock_same_source" in us))
+        row("Rust original's design (spawn_blocking), vs this library",
+            sprintf("%.1fx", us["rust_spawn_blocking"] / us["cachelock_same_source"]), "")
+    n = split("cachelock_same_source cachelock_first_acquire open_flock_close rust_spawn_blocking", k, " ")
+    got = ""
+    for (i = 1; i <= n; i++)
+        got = got (i > 1 ? " / " : "") ((k[i] in calls) && calls[k[i]] >= 0 ? sprintf("%.1f", calls[k[i]]) : "-")
+    row("system calls: same source / first / o+f+c / Rust design", got, "")
 }
