@@ -36,6 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             struct cachelock__path p;
             if (cachelock__path_build(&p, "/c", s) != 0 || strncmp(p.buf, "/c/.locks/", 10) != 0)
                 abort();
+            cachelock__path_free(&p);
         }
         break;
     }

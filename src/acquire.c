@@ -69,10 +69,20 @@ void cachelock__attempt_init(struct cachelock__attempt *a)
 
 void cachelock__attempt_done(struct cachelock__attempt *a)
 {
+    if (!a->h)
+        return;
+    if (!a->fresh) {
+        /* Kept since an earlier call (a wait between steps): the program
+         * may have closed it and reused the number; never close that. */
+        int rc = cachelock__os_fd_is(a->h->fd, &a->h->id);
+        if (rc == 0)
+            a->h->fd = -1;
+        else if (rc < 0)
+            a->h->flags |= H_NOKEEP;
+    }
     /* Never granted, so unlocked: it may be kept for later (pool_put
      * closes it instead when it carries a waiter mark or H_NOKEEP). */
-    if (a->h)
-        cachelock__pool_put(a->h);
+    cachelock__pool_put(a->h);
     a->h = NULL;
 }
 

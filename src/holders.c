@@ -39,7 +39,29 @@ static int holders_first(const void *a, const void *b)
     const cachelock_holder_t *x = a, *y = b;
     if (x->waiting != y->waiting)
         return x->waiting - y->waiting;
-    return (x->pid > y->pid) - (x->pid < y->pid);
+    if (x->pid != y->pid)
+        return (x->pid > y->pid) - (x->pid < y->pid);
+    return (int)x->mode - (int)y->mode;
+}
+
+/* The entries of the kernel's lock table for id, sorted.  The kernel gives
+ * no atomic view of its table (see os_locks_on): where two of its reads
+ * meet, a line can repeat or go missing while other locks come and go.
+ * Two passes are read and their union kept (holders() then merges entries
+ * per process), so a holder is missed only if both passes miss it; a
+ * holder that left between the passes may still be listed. */
+#define PASSES 2
+static int snapshot(const struct cachelock__fileid *id, struct collect *c)
+{
+    c->n = 0;
+    for (int i = 0; i < PASSES; i++) {
+        int rc = cachelock__os_locks_on(id, collect_one, c);
+        if (rc < 0)
+            return rc;
+    }
+    if (c->n)
+        qsort(c->v, c->n, sizeof *c->v, holders_first);
+    return 0;
 }
 
 static int holders(const char *cache_dir, const char *source,
@@ -60,7 +82,7 @@ static int holders(const char *cache_dir, const char *source,
     rc = cachelock__os_stat(p.buf, &id);
     if (rc < 0)
         goto out;
-    rc = cachelock__os_locks_on(&id, collect_one, &c);
+    rc = snapshot(&id, &c);
     if (rc < 0) {
         free(c.v);
         rc = cachelock__fail(rc, "read the lock table for", p.buf);
@@ -70,7 +92,17 @@ static int holders(const char *cache_dir, const char *source,
         free(c.v);
         goto out;
     }
-    qsort(c.v, c.n, sizeof *c.v, holders_first);
+    /* One entry per process, mode and state: a process holding the source
+     * shared through several handles is one holder, and a torn read of the
+     * table (see snapshot) cannot make it two. */
+    size_t kept = 0;
+    for (size_t i = 0; i < c.n; i++) {
+        if (kept && c.v[kept - 1].pid == c.v[i].pid && c.v[kept - 1].mode == c.v[i].mode &&
+            c.v[kept - 1].waiting == c.v[i].waiting)
+            continue;
+        c.v[kept++] = c.v[i];
+    }
+    c.n = kept;
     for (size_t i = 0; i < c.n; i++)
         cachelock__os_command(c.v[i].pid, c.v[i].command, sizeof c.v[i].command);
     *out = c.v;

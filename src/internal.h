@@ -206,7 +206,11 @@ struct cachelock__watch {
 };
 /* Start watching path; 0, or a negative code (then waits use the timer). */
 int cachelock__watch_start(const char *path, struct cachelock__watch *w);
-/* Stop; the instance is kept for the next wait when possible.  w->fd = -1. */
+/* Close the idle instances (cachelock_close_idle); how many. */
+int cachelock__watchers_close_all(void);
+/* Stop; the instance is kept for the next wait when possible.  In another
+ * process than the one that started it (a forked child), only the child's
+ * copy is closed: the watch is the parent's.  w->fd = -1. */
 void cachelock__watch_stop(struct cachelock__watch *w);
 
 /* ---- one acquire attempt (acquire.c) ------------------------------------- */
@@ -312,6 +316,13 @@ int cachelock__os_notify_open(void);
 int cachelock__os_notify_add(int fd, const char *path);
 /* Remove watch wd; 0, or -errno (-EINVAL: it is gone already). */
 int cachelock__os_notify_remove(int fd, int wd);
+/* Is fd still the notification instance whose identity is id?  Every
+ * anonymous-inode descriptor (eventfd, epoll, timerfd, ...) has the same
+ * fstat(2) identity, so this also asks the instance for its queue size,
+ * which only notification instances answer; with empty, the queue must
+ * also be empty (an idle instance of ours always is).  1 yes, 0 no (do not
+ * touch it), -errno when it cannot tell. */
+int cachelock__os_notify_is(int fd, const struct cachelock__fileid *id, int empty);
 /* Empty the instance's queue; returns the bytes of events read. */
 long cachelock__os_notify_drain(int fd);
 
@@ -363,6 +374,7 @@ struct cachelock__syscalls {
     int (*inotify_add_watch)(int fd, const char *path, uint32_t mask);
     int (*inotify_rm_watch)(int fd, int wd);
     long (*read)(int fd, void *buf, size_t n);
+    int (*ioctl)(int fd, unsigned long request, ...);
     void *(*malloc)(size_t n);
     int (*fstatfs)(int fd, struct statfs *st);
 };

@@ -362,6 +362,7 @@ int cachelock_close_idle(void)
 {
     int old = cachelock__cancel_off();
     int n = cachelock__pool_close_all();
+    cachelock__watchers_close_all();
     cachelock__cancel_restore(old);
     return n;
 }

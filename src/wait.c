@@ -152,15 +152,29 @@ static int step(cachelock_wait_t *w, cachelock_t **out)
     if (w->state == FAILED)
         return w->result;
 
-    /* The descriptor was kept since the last step: check it again. */
+    /* The descriptors were kept since the last step: check them again. */
     w->a.fresh = 0;
+    int watch_checked = 0;
     for (int spins = 0;; ) {
         rc = cachelock__attempt_try(&w->a, 0, out);
         if (rc != -EWOULDBLOCK)
             return finish(w, rc);
         /* Events are drained only when the lock was still busy: the fast
-         * path (woken by the release, lock free) makes no extra call. */
-        long events = w->watch.fd >= 0 ? cachelock__os_notify_drain(w->watch.fd) : 0;
+         * path (woken by the release, lock free) makes no extra call.  The
+         * instance may have been closed by the program since the last step
+         * and its number reused: check before reading from it. */
+        long events = 0;
+        if (w->watch.fd >= 0 && !watch_checked) {
+            int is = cachelock__os_notify_is(w->watch.fd, &w->watch.fd_id, 0);
+            if (is != 1) {
+                if (is < 0)
+                    cachelock__os_close(w->watch.fd);
+                w->watch.fd = -1;       /* rewatch() makes a new one */
+            }
+            watch_checked = 1;
+        }
+        if (w->watch.fd >= 0)
+            events = cachelock__os_notify_drain(w->watch.fd);
         if (w->timeout_ms == 0)
             return finish(w, rc);
         now = cachelock__os_now_us();
@@ -261,6 +275,7 @@ void cachelock_wait_free(cachelock_wait_t *w)
     if (!w)
         return;
     int old = cachelock__cancel_off();
+    w->a.fresh = 0;         /* kept since the last step: check before closing */
     wait_fini(w);
     cachelock__path_free(&w->a.path);
     free(w);
@@ -272,6 +287,7 @@ void cachelock_wait_free(cachelock_wait_t *w)
 static void cancelled(void *arg)
 {
     struct cachelock_wait *w = arg;
+    w->a.fresh = 0;
     wait_fini(w);
     cachelock__path_free(&w->a.path);
 }

@@ -11,8 +11,12 @@
  * An idle instance is checked before reuse, like an idle lock file
  * (pool.c): one inherited from a parent process is shared with it (events
  * read by one are lost to the other), so a child closes its copies; and
- * one whose descriptor the program closed and reused no longer has our
- * identity, so it is dropped without being touched.
+ * one whose descriptor the program closed and reused is dropped without
+ * being touched (os_notify_is: an eventfd under the same number has the
+ * same fstat identity as an inotify instance, so the check also asks for
+ * the queue size, which only an inotify instance answers).  The watch is
+ * removed and the queue emptied when a wait stops, so an idle instance is
+ * always empty and one with events queued is not ours.
  *
  * Guarded by the tables mutex (registry.c).
  */
@@ -20,7 +24,7 @@
 
 #define POOL_MAX 4
 
-static struct cachelock__watch pool[POOL_MAX];  /* wd: a watch still to remove */
+static struct cachelock__watch pool[POOL_MAX];  /* no watch in them, queue empty */
 static int pool_n;
 static uint64_t pool_epoch;
 
@@ -39,7 +43,7 @@ static int check_epoch(uint64_t epoch, struct cachelock__watch *out)
 
 static void close_checked(const struct cachelock__watch *w)
 {
-    if (w->fd >= 0 && cachelock__os_fd_is(w->fd, &w->fd_id) != 0)
+    if (w->fd >= 0 && cachelock__os_notify_is(w->fd, &w->fd_id, 0) != 0)
         cachelock__os_close(w->fd);
 }
 
@@ -55,20 +59,12 @@ static int instance_take(struct cachelock__watch *w, uint64_t epoch)
     while (nstale > 0)
         close_checked(&stale[--nstale]);
 
-    int is = idle.fd >= 0 ? cachelock__os_fd_is(idle.fd, &idle.fd_id) : 0;
+    int is = idle.fd >= 0 ? cachelock__os_notify_is(idle.fd, &idle.fd_id, 1) : 0;
     if (is < 0)
         cachelock__os_close(idle.fd);
     if (is == 1) {
-        /* Remove the previous user's watch now, off its handoff path, and
-         * the events it left.  -EINVAL: the watch is gone already (its
-         * file was deleted). */
-        int rc = idle.wd < 0 ? 0 : cachelock__os_notify_remove(idle.fd, idle.wd);
-        if (rc == 0 || rc == -EINVAL) {
-            cachelock__os_notify_drain(idle.fd);
-            *w = idle;
-            return 0;
-        }
-        cachelock__os_close(idle.fd);
+        *w = idle;
+        return 0;
     }
     w->fd = cachelock__os_notify_open();
     if (w->fd < 0)
@@ -119,9 +115,38 @@ int cachelock__watch_start(const char *path, struct cachelock__watch *w)
 
 void cachelock__watch_stop(struct cachelock__watch *w)
 {
-    /* The watch is removed by the next user of the instance, so a wait that
-     * got its lock returns without two more system calls. */
-    if (w->fd >= 0)
+    if (w->fd < 0)
+        return;
+    if (w->epoch != cachelock__os_process_epoch()) {
+        /* A forked child's copy of its parent's instance: the watch and
+         * the queue are the parent's (shared); only close our copy. */
+        close_checked(w);
+        w->fd = -1;
+        return;
+    }
+    /* The wait may have lasted several calls: the descriptor must still be
+     * our instance before its watch is removed and its queue read. */
+    int is = cachelock__os_notify_is(w->fd, &w->fd_id, 0);
+    if (is == 1) {
+        cachelock__os_notify_remove(w->fd, w->wd);  /* -EINVAL: gone already */
+        cachelock__os_notify_drain(w->fd);
+        w->wd = -1;
         instance_give_back(w);
+    } else if (is < 0) {
+        cachelock__os_close(w->fd);
+    }
     w->fd = -1;
+}
+
+int cachelock__watchers_close_all(void)
+{
+    struct cachelock__watch v[POOL_MAX];
+    int n = 0;
+    int t = cachelock__tables_lock();
+    while (pool_n > 0)
+        v[n++] = pool[--pool_n];
+    cachelock__tables_unlock(t);
+    for (int i = 0; i < n; i++)
+        close_checked(&v[i]);
+    return n;
 }

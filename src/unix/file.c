@@ -349,14 +349,14 @@ int cachelock__os_fd_id(int fd, struct cachelock__fileid *id)
 {
     struct stat st;
     if (cachelock__sys.fstat(fd, &st) < 0)
-        return -errno;
+        return errno > 0 ? -errno : -EIO;
     set_id(id, &st);
     return 0;
 }
 
 int cachelock__os_fd_is(int fd, const struct cachelock__fileid *id)
 {
-    struct cachelock__fileid now;
+    struct cachelock__fileid now = { 0, 0 };
     int rc;
     if (fd < 0)
         return 0;
@@ -430,10 +430,26 @@ int cachelock__os_remove_held(struct cachelock__path *p, const struct cachelock_
             return 1;
         return cachelock__fail(-errno, "remove lock file", p->buf);
     }
+    /* .locks looked up again may be another directory than the one our
+     * file is in (renamed meanwhile): work only in a directory where the
+     * name is our file right now; the descriptor keeps meaning that
+     * directory whatever happens to its name later. */
+    if (cachelock__sys.fstatat(dfd, cachelock__path_file(p), &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        rc = errno == ENOENT ? 1 : cachelock__fail(-errno, "remove lock file", p->buf);
+        cachelock__sys.close(dfd);
+        return rc;
+    }
+    if ((uint64_t)st.st_dev != id->dev || (uint64_t)st.st_ino != id->ino) {
+        cachelock__sys.close(dfd);
+        return 1;
+    }
     /* unlink(2) removes whatever the name points to when it runs, and the
-     * name may have been renamed over between our check and the unlink.
-     * So move the name to a private one first (atomic), look at what we
-     * moved, and remove only our own file; anything else goes back. */
+     * name may be renamed over between our check and the unlink.  So move
+     * the name to a private one first (atomic), look at what we moved, and
+     * remove only our own file; anything else goes back.  (What remains: a
+     * file renamed onto the name in the microsecond between the check above
+     * and the rename, and the name taken again before we put it back; then
+     * the file stays under the private name, never removed.) */
     snprintf(tmp, sizeof tmp, ".prune-%ld-%lu.tmp", (long)getpid(),
              __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
     if (cachelock__sys.renameat(dfd, cachelock__path_file(p), dfd, tmp) < 0) {

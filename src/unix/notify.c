@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 int cachelock__os_notify_open(void)
@@ -43,6 +44,20 @@ int cachelock__os_notify_add(int fd, const char *path)
 int cachelock__os_notify_remove(int fd, int wd)
 {
     return cachelock__sys.inotify_rm_watch(fd, wd) == 0 ? 0 : -errno;
+}
+
+int cachelock__os_notify_is(int fd, const struct cachelock__fileid *id, int empty)
+{
+    int queued = 0;
+    int rc = cachelock__os_fd_is(fd, id);
+    if (rc != 1)
+        return rc;
+    /* FIONREAD: inotify (and fanotify) answer with the bytes queued;
+     * eventfd, epoll, signalfd and timerfd, which share the identity,
+     * fail with ENOTTY. */
+    if (cachelock__sys.ioctl(fd, FIONREAD, &queued) < 0)
+        return errno == ENOTTY || errno == EINVAL ? 0 : -errno;
+    return !empty || queued == 0;
 }
 
 long cachelock__os_notify_drain(int fd)

@@ -107,18 +107,77 @@ int cachelock__parse_lockline(const char *line, struct cachelock__lockline *out)
     return 0;
 }
 
+/* Read the whole table into a heap buffer (NUL-terminated).  The kernel
+ * fills each read(2) of /proc/locks with as many whole lines as fit the
+ * reader's buffer, up to a page, walking its lock list afresh from the
+ * start each time (by position): lines can repeat or go missing where two
+ * reads meet if locks come and go in between.  So never read in small
+ * pieces (stdio would read 1 KiB at a time, four times the seams); ask for
+ * at least READ_CHUNK at a time. */
+#define READ_CHUNK 65536
+static int read_table(char **out, size_t *len)
+{
+    size_t cap = 2 * READ_CHUNK, n = 0;
+    char *buf = malloc(cap);
+    int fd, rc = 0;
+
+    *out = NULL;
+    *len = 0;
+    if (!buf)
+        return -ENOMEM;
+    fd = open("/proc/locks", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = errno == ENOENT ? -ENOSYS : -errno;
+        free(buf);
+        return rc;
+    }
+    for (;;) {
+        if (cap - n < READ_CHUNK + 1) {
+            char *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                rc = -ENOMEM;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - n - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = -errno;
+            break;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (rc < 0) {
+        free(buf);
+        return rc;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
 int cachelock__os_locks_on(const struct cachelock__fileid *id, cachelock__lock_fn fn, void *ctx)
 {
-    FILE *f = fopen("/proc/locks", "re");
-    char *line = NULL;
-    size_t cap = 0;
-    int rc = 0;
     unsigned maj = major((dev_t)id->dev), min = minor((dev_t)id->dev);
+    char *table, *line, *end;
+    size_t len;
+    int rc = read_table(&table, &len);
 
-    if (!f)
-        return errno == ENOENT ? -ENOSYS : -errno;
-    while (getline(&line, &cap, f) > 0) {
+    if (rc < 0)
+        return rc;
+    for (line = table; line < table + len; line = end + 1) {
         struct cachelock__lockline l;
+        end = memchr(line, '\n', (size_t)(table + len - line));
+        if (!end)
+            end = table + len;
+        *end = '\0';
         if (cachelock__parse_lockline(line, &l) < 0)
             continue;
         if (l.ino != id->ino || l.dev_major != maj || l.dev_minor != min)
@@ -127,8 +186,7 @@ int cachelock__os_locks_on(const struct cachelock__fileid *id, cachelock__lock_f
         if (rc < 0)
             break;
     }
-    free(line);
-    fclose(f);
+    free(table);
     return rc;
 }
 

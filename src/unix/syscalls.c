@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -24,7 +25,7 @@ static long sys_read(int fd, void *buf, size_t n) { return (long)read(fd, buf, n
 
 #define REAL_SYSCALLS { open, openat, close, flock, fstat, fstatat, sys_mkdir, unlinkat, renameat, fcntl, \
                         sys_poll, inotify_init1, inotify_add_watch, inotify_rm_watch, \
-                        sys_read, malloc, fstatfs }
+                        sys_read, ioctl, malloc, fstatfs }
 
 struct cachelock__syscalls cachelock__sys = REAL_SYSCALLS;
 
