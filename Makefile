@@ -173,9 +173,12 @@ bench: $(BENCHES) $(BUILD)/bench/bench_syscalls $(PEER_PROGS) $(CLI)
 	@awk -f bench/summary.awk $(BUILD)/bench/results.jsonl
 	@echo "results written to bench/results.json"
 
-# Processes, threads, a pruner and a killer for TORTURE_SECONDS (default 10).
-torture: $(BUILD)/tests/torture
-	$(BUILD)/tests/torture $(TORTURE_SECONDS)
+# Processes, threads, a pruner and a killer, then renames, _Fork() children,
+# a descriptor closer and a thread pool (tests/torture_chaos.c): half of
+# TORTURE_SECONDS (default 10) each.
+torture: $(BUILD)/tests/torture $(BUILD)/tests/torture_chaos
+	$(BUILD)/tests/torture $$(( ($(or $(TORTURE_SECONDS),10) + 1) / 2 ))
+	$(BUILD)/tests/torture_chaos $$(( $(or $(TORTURE_SECONDS),10) / 2 ))
 
 # The C tests under valgrind memcheck: any error or definite leak fails.
 valgrind: $(TESTS)
@@ -200,6 +203,10 @@ fuzz:
 	    -print_final_stats=1 $(FUZZ_BUILD)/corpus
 
 $(BUILD)/tests/torture: tests/torture.c $(STATIC) include/cachelock.h
+	@mkdir -p $(@D)
+	$(CC) $(ALLCFLAGS) -o $@ $< $(STATIC) $(ALLLDFLAGS)
+
+$(BUILD)/tests/torture_chaos: tests/torture_chaos.c $(STATIC) include/cachelock.h
 	@mkdir -p $(@D)
 	$(CC) $(ALLCFLAGS) -o $@ $< $(STATIC) $(ALLLDFLAGS)
 

@@ -455,8 +455,10 @@ CACHELOCK_EXTERN int cachelock_disown(cachelock_t *lock);
 
 /*
  * cachelock_close_idle - close the descriptors this process keeps open
- * between a release and the next acquire (see KEPT DESCRIPTORS): released
- * lock files, and the .locks directories they were opened through.
+ * between calls (see KEPT DESCRIPTORS): released lock files, the .locks
+ * directories they were opened through, and idle inotify instances of
+ * timed waits (closing one of those costs the kernel an RCU grace period:
+ * this call may take tens of milliseconds when there are any).
  *
  * Useful before a program counts or closes its descriptors, or so that an
  * unmount of the cache's filesystem is not held up by them.  Held locks are
@@ -641,8 +643,10 @@ typedef struct cachelock_holder {
  * cachelock_holders - who holds, and who is blocked waiting for, a source.
  *
  *   [in]  cache_dir, source  as for cachelock_acquire(); nothing is created
- *   [out] out     an array of *count entries, holders first, then waiters;
- *                 free it with free(3).  NULL when *count is 0 or on failure
+ *   [out] out     an array of *count entries, holders first, then waiters,
+ *                 one per process and mode (a process holding the source
+ *                 through several handles is listed once); free it with
+ *                 free(3).  NULL when *count is 0 or on failure
  *   [out] count   number of entries
  *
  * On Linux this reads the kernel's lock table, /proc/locks, so it sees
@@ -651,7 +655,10 @@ typedef struct cachelock_holder {
  * still holding it.  Waiters in timed or asynchronous waits of this library
  * do not block in the kernel and are not listed (their marks show in
  * /proc/locks and lslocks(8) as OFD read locks, which carry no pid).  Locks held through NFS
- * are listed only on the machine that holds them.
+ * are listed only on the machine that holds them.  The kernel gives no
+ * atomic view of its table: it is read twice and both readings are
+ * merged, but while other locks come and go a holder may still be missed
+ * or one that has just left listed.
  *
  * Returns 0, or -EINVAL, -ENAMETOOLONG, -ENOENT (no lock file: nobody ever
  * locked it), -ENOSYS (no lock table on this system), -ENOMEM, or another
