@@ -5,12 +5,15 @@
  *   bench_acquire [ITERATIONS]
  *
  * Floors, written here in C: flock(LOCK_EX)+flock(LOCK_UN) on a descriptor
- * already open; the same plus the two calls this library adds to keep its
- * promises (fstat for the identity check after the grant, F_OFD_GETLK for
- * waiter marks at the release); open+flock+close; the same plus the
- * fstat+fstatat identity check.  Then this library: the same source again
- * and again, the first acquire in this process of sources that exist, and
- * the first acquire of new sources (creating the lock file each time).
+ * already open, then a ladder that adds, one rung at a time, the system
+ * call each of the library's guarantees costs on that path (the identity
+ * of a kept descriptor before the lock, the look-up of the path after the
+ * grant, the identity again before the unlock, the waiter-mark test at the
+ * release): what each guarantee costs, measured.  open+flock+close, and
+ * the same with the guarantees' calls.  Then this library: the same source
+ * again and again, the first acquire in this process of sources that
+ * exist, and the first acquire of new sources (creating the lock file each
+ * time).
  */
 #define _GNU_SOURCE
 #include "bench.h"
@@ -52,28 +55,34 @@ int main(int argc, char **argv)
 
     /* The repeated variants run in ROUNDS interleaved chunks and each keeps
      * its fastest chunk: on a shared, noisy machine a slow stretch then
-     * hits one chunk of one variant, not a whole variant. */
-    double best[5] = { 1e18, 1e18, 1e18, 1e18, 1e18 };
+     * hits one chunk of one variant, not a whole variant.  The ladder adds
+     * the system call of one guarantee per rung, in the order the library
+     * makes them for a kept descriptor. */
+    enum { FLOOR, PRECHECK, PATHCHECK, RELCHECK, MARKS, LIB, OFC, OFC_ALL, NV };
+    double best[NV];
+    for (int v = 0; v < NV; v++)
+        best[v] = 1e18;
     int chunk = n / ROUNDS, fd = -1;
     for (int r = 0; r < ROUNDS; r++) {
+        struct stat st;
+        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1 };
         fd = open(path, O_RDWR | O_CLOEXEC);
-        t = now_ns();
-        for (int i = 0; i < chunk; i++) {
-            flock(fd, LOCK_EX);
-            flock(fd, LOCK_UN);
+        for (int v = FLOOR; v <= MARKS; v++) {
+            t = now_ns();
+            for (int i = 0; i < chunk; i++) {
+                if (v >= PRECHECK)
+                    fstat(fd, &st);
+                flock(fd, LOCK_EX | LOCK_NB);
+                if (v >= PATHCHECK)
+                    fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW);
+                if (v >= RELCHECK)
+                    fstat(fd, &st);
+                flock(fd, LOCK_UN);
+                if (v >= MARKS)
+                    fcntl(fd, F_OFD_GETLK, &fl);
+            }
+            keep_best(&best[v], t, chunk);
         }
-        keep_best(&best[0], t, chunk);
-
-        t = now_ns();
-        for (int i = 0; i < chunk; i++) {
-            struct stat st;
-            struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1 };
-            flock(fd, LOCK_EX | LOCK_NB);
-            fstat(fd, &st);
-            flock(fd, LOCK_UN);
-            fcntl(fd, F_OFD_GETLK, &fl);
-        }
-        keep_best(&best[1], t, chunk);
         close(fd);
 
         t = now_ns();
@@ -82,31 +91,32 @@ int main(int argc, char **argv)
             flock(fd, LOCK_EX);
             close(fd);
         }
-        keep_best(&best[2], t, chunk);
+        keep_best(&best[OFC], t, chunk);
 
         t = now_ns();
         for (int i = 0; i < chunk; i++) {
-            struct stat a, b;
-            fd = open(path, O_RDWR | O_CLOEXEC);
-            flock(fd, LOCK_EX);
-            fstat(fd, &a);
-            fstatat(AT_FDCWD, path, &b, AT_SYMLINK_NOFOLLOW);
+            fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+            fstat(fd, &st);
+            flock(fd, LOCK_EX | LOCK_NB);
+            fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW);
+            fstat(fd, &st);
+            flock(fd, LOCK_UN);
             close(fd);
         }
-        keep_best(&best[3], t, chunk);
+        keep_best(&best[OFC_ALL], t, chunk);
 
         t = now_ns();
         for (int i = 0; i < chunk; i++) {
             cachelock_acquire(dir, "s", &lock);
             cachelock_release(lock);
         }
-        keep_best(&best[4], t, chunk);
+        keep_best(&best[LIB], t, chunk);
     }
-    floor_ns = best[0];
-    needed_ns = best[1];
-    ofc_ns = best[2];
-    ofci_ns = best[3];
-    lib_ns = best[4];
+    floor_ns = best[FLOOR];
+    needed_ns = best[MARKS];
+    ofc_ns = best[OFC];
+    ofci_ns = best[OFC_ALL];
+    lib_ns = best[LIB];
 
     /* Existing files, first use in this process: made beforehand (through
      * the library, then its kept descriptors closed), then taken once each,
@@ -149,16 +159,23 @@ int main(int argc, char **argv)
 
     printf("uncontended acquire+release (%d iterations, one run; repeated variants: the\n"
            "fastest of %d interleaved chunks each)\n\n", n, ROUNDS);
-    printf("%-52s %9s %8s\n", "what", "us", "ratio");
-    printf("%-52s %9.2f %7.2fx\n", "floor: flock EX+UN on an open descriptor", floor_ns / 1e3, 1.0);
-    printf("%-52s %9.2f %7.2fx\n", "floor + fstat + F_OFD_GETLK (what the library needs)",
-           needed_ns / 1e3, needed_ns / floor_ns);
-    printf("%-52s %9.2f %7.2fx\n", "open+flock+close", ofc_ns / 1e3, ofc_ns / floor_ns);
-    printf("%-52s %9.2f %7.2fx\n", "open+flock+fstat+fstatat+close", ofci_ns / 1e3, ofci_ns / floor_ns);
-    printf("%-52s %9.2f %7.2fx\n", "cachelock_acquire+release, same source", lib_ns / 1e3,
+    printf("%-60s %7s %8s\n", "what", "us", "ratio");
+    static const char *const rung[] = {
+        "floor: flock EX+UN on an open descriptor",
+        " + fstat before the lock (a kept descriptor is ours)",
+        " + fstatat of the path after the grant (names our file)",
+        " + fstat before the unlock (never a reused number)",
+        " + F_OFD_GETLK at the release (waiters' marks)",
+    };
+    for (int v = FLOOR; v <= MARKS; v++)
+        printf("%-60s %7.2f %7.2fx\n", rung[v], best[v] / 1e3, best[v] / floor_ns);
+    printf("%-60s %7.2f %7.2fx\n", "cachelock_acquire+release, same source", lib_ns / 1e3,
            lib_ns / floor_ns);
-    printf("%-52s %9.2f %7.2fx (vs what it needs)\n", "", lib_ns / 1e3, lib_ns / needed_ns);
-    printf("%-52s %9.2f %7.2fx (vs open+flock+close)\n", "", lib_ns / 1e3, lib_ns / ofc_ns);
+    printf("%-60s %7.2f %7.2fx (vs the ladder's top)\n", "", lib_ns / 1e3, lib_ns / needed_ns);
+    printf("%-60s %7.2f %7.2fx (vs open+flock+close)\n", "", lib_ns / 1e3, lib_ns / ofc_ns);
+    printf("%-60s %7.2f %7.2fx\n", "open+flock+close", ofc_ns / 1e3, ofc_ns / floor_ns);
+    printf("%-60s %7.2f %7.2fx\n", "open+fstat+flock+fstatat+fstat+unlock+close", ofci_ns / 1e3,
+           ofci_ns / floor_ns);
     printf("%-52s %9.2f\n", "open+flock+close of other existing files", existing_raw_ns / 1e3);
     printf("%-52s %9.2f %7.2fx (vs open+flock+close)\n",
            "cachelock first acquire of an existing source", existing_ns / 1e3,

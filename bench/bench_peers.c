@@ -4,7 +4,8 @@
  *   - uncontended acquire+release: the flock(2) floor, open+flock+close,
  *     this library (same source again; first acquire of an existing
  *     source), Python's filelock, Go's gofrs/flock and the design of the
- *     Rust original (tokio spawn_blocking around open+flock), each as time
+ *     Rust original (tokio create_dir_all, then spawn_blocking around
+ *     open+flock), each as time
  *     per acquire+release, a ratio to open+flock+close measured in the same
  *     run, and system calls per acquire+release counted with strace(1)
  *   - one lock per process invocation: util-linux flock(1) against
@@ -86,7 +87,7 @@ static struct row rows[] = {
       .program = "peers/filelock_loop.py", .iterations = 50000 },
     { .what = "Go gofrs/flock, Lock+Unlock", .key = "go_gofrs_flock", .program = "peers/gofrs_flock",
       .iterations = 100000, .main_thread_only = 1, .count_env = "GODEBUG=asyncpreemptoff=1" },
-    { .what = "Rust original's design: tokio spawn_blocking", .key = "rust_spawn_blocking",
+    { .what = "Rust original's design: tokio create_dir_all + spawn_blocking", .key = "rust_spawn_blocking",
       .program = "peers/ccpm_lock", .iterations = 20000 },
 };
 #define NROWS (sizeof rows / sizeof rows[0])

@@ -1,5 +1,9 @@
-# summary.awk - the goals of the performance work, from one run's JSON lines
+# summary.awk - the performance goals, from one run's JSON lines
 # (build/bench/results.jsonl), as one table.  Run by `make bench`.
+#
+# The goals (issue 10): every guarantee kept, and then as fast as possible;
+# at least 10x faster than the Rust original's design, and faster than
+# Python filelock and Go gofrs/flock, all measured side by side.
 #
 #   awk -f bench/summary.awk build/bench/results.jsonl
 
@@ -20,7 +24,7 @@ function str(line, key,    m) {
     }
     return ""
 }
-function row(what, got, goal) { printf "%-58s %-22s %s\n", what, got, goal }
+function row(what, got, goal) { printf "%-64s %-22s %s\n", what, got, goal }
 
 /"bench":"uncontended"/ { same = num($0, "ratio_to_floor"); needed = num($0, "ratio_to_needed")
                           first = num($0, "existing_first_ratio") }
@@ -37,19 +41,23 @@ function row(what, got, goal) { printf "%-58s %-22s %s\n", what, got, goal }
 END {
     printf "\nsummary of this run (ratios; see README.md, Benchmarks)\n\n"
     row("what", "measured", "goal")
-    row("same source again, vs flock EX+UN on an open fd", sprintf("%.2fx", same), "<= 1.5x")
-    row("  ... vs floor + fstat + F_OFD_GETLK (what it must do)", sprintf("%.2fx", needed), "")
-    row("first acquire of an existing source, vs open+flock+close", sprintf("%.2fx", first), "<= 1.2x")
-    row("contended throughput N = 2 / 4 / 8, vs raw flock loop", cont, ">= 0.9x")
-    row(sprintf("same source with %d held elsewhere, vs 1,000 held", held), scale, "flat (1.0x)")
-    row("library heap per held lock", sprintf("%.0f bytes", mem), "<= 256 bytes")
-    row("handoff after a library release, vs a blocking waiter", hand, "")
-    if (py > 0)
-        row("Python filelock acquire+release, vs this library", sprintf("%.1fx", py / lib), "")
-    row("cachelock run per invocation, vs flock(1)", sprintf("%.2fx", run / f1), "")
     if (("rust_spawn_blocking" in us) && ("cachelock_same_source" in us))
-        row("Rust original's design (spawn_blocking), vs this library",
-            sprintf("%.1fx", us["rust_spawn_blocking"] / us["cachelock_same_source"]), "")
+        row("Rust original's design (create_dir_all + spawn_blocking), vs this library",
+            sprintf("%.1fx", us["rust_spawn_blocking"] / us["cachelock_same_source"]), ">= 10x")
+    if (("python_filelock" in us) && ("cachelock_same_source" in us))
+        row("Python filelock acquire+release, vs this library",
+            sprintf("%.2fx", us["python_filelock"] / us["cachelock_same_source"]), "> 1x")
+    if (("go_gofrs_flock" in us) && ("cachelock_same_source" in us))
+        row("Go gofrs/flock Lock+Unlock, vs this library",
+            sprintf("%.2fx", us["go_gofrs_flock"] / us["cachelock_same_source"]), "> 1x")
+    row("same source again, vs flock EX+UN on an open fd", sprintf("%.2fx", same), "")
+    row("  ... vs the calls its guarantees need (bench_acquire)", sprintf("%.2fx", needed), "")
+    row("first acquire of an existing source, vs open+flock+close", sprintf("%.2fx", first), "")
+    row("contended throughput N = 2 / 4 / 8, vs raw flock loop", cont, "")
+    row(sprintf("same source with %d held elsewhere, vs 1,000 held", held), scale, "flat (1.0x)")
+    row("library heap per held lock", sprintf("%.0f bytes", mem), "")
+    row("handoff after a library release, vs a blocking waiter", hand, "")
+    row("cachelock run per invocation, vs flock(1)", sprintf("%.2fx", run / f1), "")
     n = split("cachelock_same_source cachelock_first_acquire open_flock_close rust_spawn_blocking", k, " ")
     got = ""
     for (i = 1; i <= n; i++)

@@ -4,7 +4,7 @@
  *
  *   for each {name}.lock in .locks/:
  *       try the exclusive lock, never waiting ──busy──> skip (BUSY)
- *            │ held (identity checked: the path names the file we hold)
+ *            │ held (path checked: it names the file we hold)
  *            v
  *       younger than the threshold? ──yes──> release, skip (RECENT)
  *            │ no
@@ -13,7 +13,7 @@
  *       while holding ──> release (REMOVED)
  *
  * Why this is safe: a waiter blocked on the old file is granted its lock
- * after we release, finds (identity check) that the path no longer names
+ * after we release, finds (path check) that the path no longer names
  * that file, and starts again on a new one; every holder of this library
  * therefore holds the lock of the file the path names, and there is only
  * one such file at a time.  The Rust original's cleanup unlinks files by

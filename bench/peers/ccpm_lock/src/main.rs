@@ -7,12 +7,12 @@
 //!
 //! Each iteration takes and drops the lock of source "rust" in the cache
 //! directory DIRECTORY, that is DIRECTORY/.locks/rust.lock, the way the
-//! original does: an async fn hands the blocking work (make the .locks
-//! directory, open the file without truncating it, flock it) to tokio's
-//! blocking pool with `spawn_blocking` and awaits the result; dropping the
-//! handle unlocks and closes.  The runtime is the one `#[tokio::main]`
-//! builds, so every acquire crosses from the main thread to a pool thread
-//! and back.  Prints the nanoseconds per acquire+release of the fastest of
+//! original does (src/cache/lock.rs): an async fn makes the .locks directory
+//! with `tokio::fs::create_dir_all`, then hands the open (without
+//! truncating) and the flock to tokio's blocking pool with `spawn_blocking`
+//! and awaits the result; dropping the handle closes the file.  The
+//! runtime is the one `#[tokio::main]` builds, so every acquire crosses
+//! from the main thread to a pool thread and back, twice.  Prints the nanoseconds per acquire+release of the fastest of
 //! ROUNDS chunks, as the C benchmarks do (ITERATIONS is rounded down to a
 //! multiple of ROUNDS).
 
@@ -27,7 +27,7 @@ const ROUNDS: u32 = 10;
 
 /// An exclusive lock on one source of a cache directory, held until dropped.
 struct CacheLock {
-    file: File,
+    _file: File,
 }
 
 impl CacheLock {
@@ -35,11 +35,13 @@ impl CacheLock {
     /// lock file (and its directory) when missing.
     async fn acquire(cache_dir: &Path, source: &str) -> io::Result<CacheLock> {
         let locks = cache_dir.join(".locks");
-        let path = locks.join(format!("{source}.lock"));
+        // As the original: tokio::fs::create_dir_all (one trip to the
+        // blocking pool), then the open and the flock in a second trip, since
         // flock(2) blocks the calling thread, which must not be a runtime
-        // worker: hence the blocking pool, as in the original.
+        // worker.
+        tokio::fs::create_dir_all(&locks).await?;
+        let path = locks.join(format!("{source}.lock"));
         let file = tokio::task::spawn_blocking(move || -> io::Result<File> {
-            std::fs::create_dir_all(&locks)?;
             let file = OpenOptions::new()
                 .create(true)
                 .write(true)
@@ -50,18 +52,12 @@ impl CacheLock {
         })
         .await
         .map_err(io::Error::other)??;
-        Ok(CacheLock { file })
+        Ok(CacheLock { _file: file })
     }
 }
 
-impl Drop for CacheLock {
-    fn drop(&mut self) {
-        // The close that follows (File's own drop) would release the lock
-        // too; the original's handle unlocked first, so this one does.  The
-        // trait is named because newer std has an inherent File::unlock.
-        let _ = FileExt::unlock(&self.file);
-    }
-}
+// Dropping the handle closes the file, which releases the lock: the
+// original's CacheLock has no Drop of its own.
 
 #[tokio::main]
 async fn main() -> ExitCode {
