@@ -53,7 +53,7 @@ EXAMPLES := $(BUILD)/examples/take_turns $(BUILD)/examples/poll_acquire
 TEST_C   := $(wildcard tests/test_*.c)
 TESTS    := $(TEST_C:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BUILD)/bench/bench_handoff $(BUILD)/bench/bench_acquire $(BUILD)/bench/bench_contended \
-            $(BUILD)/bench/bench_peers $(BUILD)/bench/bench_scale
+            $(BUILD)/bench/bench_peers $(BUILD)/bench/bench_scale $(BUILD)/bench/bench_status
 
 .PHONY: all check demo install uninstall bench torture valgrind fuzz clean
 
@@ -168,6 +168,8 @@ bench: $(BENCHES) $(BUILD)/bench/bench_syscalls $(PEER_PROGS) $(CLI)
 	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_peers $(CLI)
 	@echo
 	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_scale
+	@echo
+	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_status $(CLI)
 	@awk 'BEGIN { print "[" } NR > 1 { print "," } { printf "  %s", $$0 } END { print "\n]" }' \
 	    $(BUILD)/bench/results.jsonl > bench/results.json
 	@awk -f bench/summary.awk $(BUILD)/bench/results.jsonl

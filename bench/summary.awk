@@ -35,6 +35,8 @@ function row(what, got, goal) { printf "%-64s %-22s %s\n", what, got, goal }
     hand = hand hsep sprintf("%s %.2fx", str($0, "waiter"), num($0, "ratio_to_blocking")); hsep = ", " }
 /"bench":"peers"/ { py = num($0, "python_filelock_us"); lib = num($0, "library_us")
                     f1 = num($0, "flock1_us"); run = num($0, "cachelock_run_us") }
+/"bench":"status"/ { st_ms = num($0, "status_ms"); st_each = num($0, "holders_each_ms")
+                     st_cli = num($0, "cli_ms"); st_n = num($0, "sources") }
 # Rows of bench_peers' uncontended table; a skipped one has no "us".
 /"bench":"peers_uncontended"/ && /"us":/ { us[str($0, "variant")] = num($0, "us")
                                           calls[str($0, "variant")] = num($0, "syscalls") }
@@ -58,6 +60,9 @@ END {
     row("library heap per held lock", sprintf("%.0f bytes", mem), "")
     row("handoff after a library release, vs a blocking waiter", hand, "")
     row("cachelock run per invocation, vs flock(1)", sprintf("%.2fx", run / f1), "")
+    if (st_ms > 0)
+        row(sprintf("status of %d sources: library / command / per source", st_n),
+            sprintf("%.0f / %.0f / %.0f ms", st_ms, st_cli, st_each), "")
     n = split("cachelock_same_source cachelock_first_acquire open_flock_close rust_spawn_blocking", k, " ")
     got = ""
     for (i = 1; i <= n; i++)

@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     switch (data[0] % 4) {
     case 0: {
         const char *why = NULL;
-        int rc = cachelock__name_check(s, strlen(s), &why);
+        int rc = cachelock__name_check(s, strlen(s), 0, &why);
         /* Properties: refused names have a reason; accepted names contain no
          * separator and fit NAME_MAX with the suffix. */
         if ((rc < 0) != (why != NULL))
@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (rc == 0) {
             struct cachelock__path p;
-            if (cachelock__path_build(&p, "/c", s) != 0 || strncmp(p.buf, "/c/.locks/", 10) != 0)
+            if (cachelock__path_build(&p, "/c", s, 0) != 0 || strncmp(p.buf, "/c/.locks/", 10) != 0)
                 abort();
             cachelock__path_free(&p);
         }

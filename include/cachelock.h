@@ -155,10 +155,17 @@
  *   - Source names are file names.  They are refused (-EINVAL) when they
  *     could escape .locks/ or are not portable: empty, "." and "..", any '/'
  *     or '\\', control characters, the characters < > : " | ? *, a trailing
- *     dot or space, names that are reserved devices on Windows (CON, NUL,
- *     COM1, ...), and bytes that are not UTF-8.  A name longer than 250 bytes
- *     (so that "{source}.lock" fits in 255) gives -ENAMETOOLONG.  Names
- *     differing only in case are one lock on case-insensitive filesystems.
+ *     dot or space, names that are reserved devices on Windows (CON, PRN,
+ *     AUX, NUL, COM0-9, LPT0-9 and COM/LPT with the superscript digits 1-3,
+ *     CONIN$, CONOUT$, with any extension), and bytes that are not UTF-8.
+ *     A name longer than 250 bytes (so that "{source}.lock" fits in 255)
+ *     gives -ENAMETOOLONG.  Names differing only in case are one lock on
+ *     case-insensitive filesystems.  CACHELOCK_F_ANYNAME accepts any valid
+ *     file name of this system instead (not empty, ".", ".." or with a
+ *     '/'), for caches shared with tools that create such names;
+ *     cachelock_sources(), cachelock_holders(), cachelock_status() and
+ *     cachelock_prune() always accept them.  Messages show bytes other than
+ *     printable ASCII as \\xNN.
  *
  *   - The library installs no signal handlers and creates no threads.
  *
@@ -341,6 +348,14 @@ typedef struct cachelock_options {
  * it (see OWNERSHIP).  For thread pools, event loops and language
  * bindings that move locks between threads or tasks. */
 #define CACHELOCK_F_UNOWNED 0x2u
+
+/* Accept any source name that is one valid file name on this system, not
+ * only portable ones (see CAVEATS): for caches shared with tools that
+ * create names such as "aux" or "tools:beta" (the Rust original, flock(1)).
+ * Still refused: empty, "." and "..", '/', and over CACHELOCK_NAME_MAX
+ * bytes.  Names that this flag lets through may mean another file, or
+ * none, on Windows. */
+#define CACHELOCK_F_ANYNAME 0x4u
 
 /* ------------------------------------------------------------------------
  * Acquiring and releasing
@@ -552,6 +567,11 @@ CACHELOCK_EXTERN void cachelock_wait_free(cachelock_wait_t *wait);
  */
 CACHELOCK_EXTERN int cachelock_check_name(const char *source);
 
+/* cachelock_check_name_ex - the same with flags: 0 (the portable rule) or
+ * CACHELOCK_F_ANYNAME (any valid file name on this system).  -EINVAL also
+ * for an unknown flag. */
+CACHELOCK_EXTERN int cachelock_check_name_ex(const char *source, unsigned flags);
+
 /*
  * cachelock_path - write the lock file path of a source into buf.
  *
@@ -564,6 +584,27 @@ CACHELOCK_EXTERN int cachelock_check_name(const char *source);
  */
 CACHELOCK_EXTERN int cachelock_path(const char *cache_dir, const char *source,
                                     char *buf, size_t size);
+
+/* cachelock_path_ex - the same with flags: 0 or CACHELOCK_F_ANYNAME. */
+CACHELOCK_EXTERN int cachelock_path_ex(const char *cache_dir, const char *source, unsigned flags,
+                                       char *buf, size_t size);
+
+/*
+ * cachelock_prepare - create the cache directory, .locks and the lock file
+ * of a source when missing, without locking anything: for scripts that
+ * open the lock file themselves (`cachelock path --create`, then
+ * `exec 9<>PATH` and `cachelock lock 9`).
+ *
+ *   [in] cache_dir, source  as for cachelock_acquire()
+ *   [in] flags              0 or CACHELOCK_F_ANYNAME
+ *
+ * The same rules as an acquire: nothing is followed through a symbolic
+ * link at .locks or the lock file, nothing is truncated.  Returns 0, or the
+ * errors of cachelock_acquire() that are not about waiting (-EINVAL,
+ * -ENAMETOOLONG, -ELOOP, -ENOTDIR, -EISDIR, -ENXIO, -EACCES, -EROFS,
+ * -ENOSPC, ...).
+ */
+CACHELOCK_EXTERN int cachelock_prepare(const char *cache_dir, const char *source, unsigned flags);
 
 /* cachelock_strerror - a short text for a code returned by this library
  * (negative) or an errno value (positive).  Never NULL; the string is
@@ -642,7 +683,9 @@ typedef struct cachelock_holder {
 /*
  * cachelock_holders - who holds, and who is blocked waiting for, a source.
  *
- *   [in]  cache_dir, source  as for cachelock_acquire(); nothing is created
+ *   [in]  cache_dir, source  as for cachelock_acquire(), but any name that
+ *                 is a valid file name is accepted (CACHELOCK_F_ANYNAME);
+ *                 nothing is created
  *   [out] out     an array of *count entries, holders first, then waiters,
  *                 one per process and mode (a process holding the source
  *                 through several handles is listed once); free it with
@@ -675,15 +718,47 @@ CACHELOCK_EXTERN int cachelock_holders(const char *cache_dir, const char *source
  *                cachelock_sources_free()
  *   [out] count  number of names
  *
- * Files in .locks that are not "{valid name}.lock" are ignored.  A cache
- * without .locks has no sources (0, *count == 0).  Returns 0, or -EINVAL,
- * -ENAMETOOLONG, -ENOTDIR, -EACCES, -ENOMEM, or another system error.
+ * Every "{name}.lock" in .locks is listed whose name is a valid file name
+ * (the CACHELOCK_F_ANYNAME rule), including names that the portable rule
+ * refuses (made by flock(1) or the Rust original): acquire those with
+ * CACHELOCK_F_ANYNAME, or check them with cachelock_check_name().  Other
+ * entries are ignored.  A cache without .locks has no sources (0, *count
+ * == 0).  Returns 0, or -EINVAL, -ENAMETOOLONG, -ENOTDIR, -EACCES, -ENOMEM,
+ * or another system error.
  */
 CACHELOCK_EXTERN int cachelock_sources(const char *cache_dir, char ***out, size_t *count);
 
 /* cachelock_sources_free - free what cachelock_sources() returned.  NULL is
  * a no-op. */
 CACHELOCK_EXTERN void cachelock_sources_free(char **names, size_t count);
+
+/* One source of a cache and who holds or waits for it. */
+typedef struct cachelock_source_status {
+    char *source;                    /* the name, as in cachelock_sources() */
+    cachelock_holder_t *holders;     /* holders first, then waiters; NULL
+                                        when count is 0 */
+    size_t count;
+} cachelock_source_status_t;
+
+/*
+ * cachelock_status - every source of a cache with its holders and waiters,
+ * from ONE reading of the kernel's lock table (twice, merged, as
+ * cachelock_holders() does), however many sources there are.
+ *
+ *   [out] out    an array of *count entries sorted by name, one per
+ *                source (free ones have count 0); free it with
+ *                cachelock_status_free()
+ *   [out] count  number of sources
+ *
+ * Returns 0, or the errors of cachelock_sources() and cachelock_holders()
+ * (-ENOSYS: no lock table on this system).
+ */
+CACHELOCK_EXTERN int cachelock_status(const char *cache_dir, cachelock_source_status_t **out,
+                                      size_t *count);
+
+/* cachelock_status_free - free what cachelock_status() returned.  NULL is a
+ * no-op. */
+CACHELOCK_EXTERN void cachelock_status_free(cachelock_source_status_t *status, size_t count);
 
 #ifdef __cplusplus
 }

@@ -36,7 +36,7 @@
  * race; give up with -ESTALE rather than spin. */
 #define MAX_REOPENS 1000
 
-#define KNOWN_FLAGS (CACHELOCK_F_NOCREATE | CACHELOCK_F_UNOWNED)
+#define KNOWN_FLAGS (CACHELOCK_F_NOCREATE | CACHELOCK_F_UNOWNED | CACHELOCK_F_ANYNAME)
 
 int cachelock__options_check(const cachelock_options_t *opts, cachelock_options_t *out)
 {
@@ -281,7 +281,7 @@ static int acquire_ex(const char *cache_dir, const char *source,
     rc = cachelock__options_check(opts, &o);
     if (rc < 0)
         return rc;
-    rc = cachelock__path_build(&a.path, cache_dir, source);
+    rc = cachelock__path_build(&a.path, cache_dir, source, o.flags);
     if (rc < 0)
         return rc;
     if (o.timeout_ms >= 0) {
@@ -316,6 +316,33 @@ int cachelock_try_acquire(const char *cache_dir, const char *source, cachelock_t
     cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
     o.timeout_ms = 0;
     return cachelock_acquire_ex(cache_dir, source, &o, out);
+}
+
+static int prepare(const char *cache_dir, const char *source, unsigned flags)
+{
+    struct cachelock__path p;
+    struct cachelock__fileid id;
+    int fd, local, rc;
+
+    if (flags & ~CACHELOCK_F_ANYNAME)
+        return cachelock__failf(-EINVAL, "invalid argument: unknown flags 0x%x",
+                                flags & ~CACHELOCK_F_ANYNAME);
+    rc = cachelock__path_build(&p, cache_dir, source, flags);
+    if (rc < 0)
+        return rc;
+    rc = cachelock__os_open(&p, 0, &fd, &id, &local, NULL);
+    if (rc == 0)
+        cachelock__os_close(fd);
+    cachelock__path_free(&p);
+    return rc;
+}
+
+int cachelock_prepare(const char *cache_dir, const char *source, unsigned flags)
+{
+    int old = cachelock__cancel_off();
+    int rc = prepare(cache_dir, source, flags);
+    cachelock__cancel_restore(old);
+    return rc;
 }
 
 static void release(cachelock_t *lock)

@@ -66,10 +66,11 @@ struct cachelock__path {
     char inline_buf[PATH_INLINE];
 };
 
-/* Validate source (message on failure) and fill p.  Returns 0, -EINVAL,
- * -ENAMETOOLONG or -ENOMEM; on failure nothing is left to free. */
+/* Validate source (message on failure; flags: CACHELOCK_F_ANYNAME) and
+ * fill p.  Returns 0, -EINVAL, -ENAMETOOLONG or -ENOMEM; on failure nothing
+ * is left to free. */
 int cachelock__path_build(struct cachelock__path *p, const char *cache_dir,
-                          const char *source);
+                          const char *source, unsigned flags);
 /* Copy src into dst (fresh); 0 or -ENOMEM. */
 int cachelock__path_copy(struct cachelock__path *dst, const struct cachelock__path *src);
 /* Free what path_build or path_copy allocated; p may be reused after. */
@@ -81,9 +82,10 @@ static inline const char *cachelock__path_file(const struct cachelock__path *p)
     return p->buf + p->locks_len + 1;
 }
 
-/* Check a source name; returns 0, -EINVAL or -ENAMETOOLONG and, when why is
- * not NULL, points it at a reason ("contains a path separator"). */
-int cachelock__name_check(const char *source, size_t len, const char **why);
+/* Check a source name (flags: CACHELOCK_F_ANYNAME for the relaxed rule);
+ * returns 0, -EINVAL or -ENAMETOOLONG and, when why is not NULL, points it
+ * at a reason ("contains a path separator"). */
+int cachelock__name_check(const char *source, size_t len, unsigned flags, const char **why);
 
 /* ---- handles ------------------------------------------------------------- */
 
@@ -338,10 +340,13 @@ struct cachelock__lockline {
     int waiting;
     int exclusive;
     unsigned dev_major, dev_minor;
+    uint64_t dev;                   /* as fstat(2) gives st_dev */
     uint64_t ino;
 };
 typedef int (*cachelock__lock_fn)(const struct cachelock__lockline *l, void *ctx);
 int cachelock__os_locks_on(const struct cachelock__fileid *id, cachelock__lock_fn fn, void *ctx);
+/* The same for every flock(2) lock of the system, one reading. */
+int cachelock__os_locks_all(cachelock__lock_fn fn, void *ctx);
 /* The command line of pid into buf ("" when unreadable). */
 void cachelock__os_command(int pid, char *buf, size_t size);
 /* Parse one line of /proc/locks; 0 on success, -EINVAL if malformed or

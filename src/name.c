@@ -11,10 +11,16 @@
  *   - no control characters (they break terminals, logs and /proc/locks);
  *   - nothing Windows refuses or silently rewrites: < > : " | ? *, a
  *     trailing dot or space (Win32 strips them, so "a." would be "a"), and
- *     the reserved device names CON, PRN, AUX, NUL, COM0-9, LPT0-9 with any
- *     extension ("nul.lock" opens the null device there);
+ *     the reserved device names CON, PRN, AUX, NUL, COM0-9, LPT0-9 (also
+ *     with the superscript digits ¹ ² ³, which Windows treats as devices
+ *     too), CONIN$ and CONOUT$, with any extension ("nul.lock" opens the
+ *     null device there);
  *   - valid UTF-8 only, because Windows file names are UTF-16;
  *   - at most CACHELOCK_NAME_MAX bytes, so "{source}.lock" fits NAME_MAX.
+ *
+ * CACHELOCK_F_ANYNAME relaxes this to "one valid file name here": not
+ * empty, not "." or "..", no '/', at most CACHELOCK_NAME_MAX bytes, for
+ * caches shared with tools that create whatever name they are given.
  */
 #include "internal.h"
 
@@ -35,6 +41,7 @@ static int ascii_lower(int c)
 static int is_reserved_device(const char *s, size_t len)
 {
     static const char *const plain[] = { "con", "prn", "aux", "nul" };
+    static const char *const console[] = { "conin$", "conout$" };
     size_t stem = 0;
     while (stem < len && s[stem] != '.')
         stem++;
@@ -48,11 +55,25 @@ static int is_reserved_device(const char *s, size_t len)
                 return 1;
         }
     }
-    if (stem == 4 && s[3] >= '0' && s[3] <= '9') {
-        char a = (char)ascii_lower(s[0]), b = (char)ascii_lower(s[1]), c = (char)ascii_lower(s[2]);
-        if ((a == 'c' && b == 'o' && c == 'm') || (a == 'l' && b == 'p' && c == 't'))
+    for (size_t i = 0; i < sizeof console / sizeof console[0]; i++) {
+        size_t n = strlen(console[i]), k = 0;
+        while (k < n && k < stem && ascii_lower(s[k]) == console[i][k])
+            k++;
+        if (k == n && stem == n)
             return 1;
     }
+    if (stem < 4)
+        return 0;
+    char a = (char)ascii_lower(s[0]), b = (char)ascii_lower(s[1]), c = (char)ascii_lower(s[2]);
+    if (!((a == 'c' && b == 'o' && c == 'm') || (a == 'l' && b == 'p' && c == 't')))
+        return 0;
+    /* COM0-9, LPT0-9, and COM¹ COM² COM³ (U+00B9, U+00B2, U+00B3 in UTF-8:
+     * C2 B9, C2 B2, C2 B3). */
+    if (stem == 4 && s[3] >= '0' && s[3] <= '9')
+        return 1;
+    if (stem == 5 && (unsigned char)s[3] == 0xc2 &&
+        ((unsigned char)s[4] == 0xb9 || (unsigned char)s[4] == 0xb2 || (unsigned char)s[4] == 0xb3))
+        return 1;
     return 0;
 }
 
@@ -81,12 +102,31 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
-int cachelock__name_check(const char *source, size_t len, const char **why)
+/* The CACHELOCK_F_ANYNAME rule: one valid file name on this system. */
+static const char *any_name_reason(const char *source, size_t len, int *rc)
+{
+    *rc = -EINVAL;
+    if (len == 0)
+        return "is empty";
+    if ((len == 1 && source[0] == '.') || (len == 2 && source[0] == '.' && source[1] == '.'))
+        return "is a relative directory name";
+    if (memchr(source, '/', len))
+        return "contains a path separator";
+    if (len > CACHELOCK_NAME_MAX) {
+        *rc = -ENAMETOOLONG;
+        return "is longer than 250 bytes";
+    }
+    return NULL;
+}
+
+int cachelock__name_check(const char *source, size_t len, unsigned flags, const char **why)
 {
     const char *reason = NULL;
     int rc = -EINVAL;
 
-    if (len == 0)
+    if (flags & CACHELOCK_F_ANYNAME)
+        reason = any_name_reason(source, len, &rc);
+    else if (len == 0)
         reason = "is empty";
     else if ((len == 1 && source[0] == '.') || (len == 2 && source[0] == '.' && source[1] == '.'))
         reason = "is a relative directory name";
@@ -145,19 +185,52 @@ int cachelock__name_check(const char *source, size_t len, const char **why)
     return reason ? rc : 0;
 }
 
-int cachelock_check_name(const char *source)
+/* A name as it may appear in a message: printable ASCII as is, every
+ * other byte as \xNN (names accepted with CACHELOCK_F_ANYNAME may hold
+ * control characters and bytes that are not UTF-8). */
+static void quote_name(const char *s, char *out, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (; *s && o + 5 < size; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c < 0x7f && c != '\\') {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+}
+
+int cachelock_check_name_ex(const char *source, unsigned flags)
 {
     const char *why;
     int rc;
+    if (flags & ~CACHELOCK_F_ANYNAME)
+        return cachelock__failf(-EINVAL, "invalid argument: unknown name flags 0x%x",
+                                flags & ~CACHELOCK_F_ANYNAME);
     if (!source)
         return cachelock__failf(-EINVAL, "invalid source name: NULL");
-    rc = cachelock__name_check(source, strlen(source), &why);
-    if (rc < 0)
-        return cachelock__failf(rc, "invalid source name '%.300s': %s", source, why);
+    rc = cachelock__name_check(source, strlen(source), flags, &why);
+    if (rc < 0) {
+        char shown[300];
+        quote_name(source, shown, sizeof shown);
+        return cachelock__failf(rc, "invalid source name '%s': %s", shown, why);
+    }
     return 0;
 }
 
-int cachelock__path_build(struct cachelock__path *p, const char *cache_dir, const char *source)
+int cachelock_check_name(const char *source)
+{
+    return cachelock_check_name_ex(source, 0);
+}
+
+int cachelock__path_build(struct cachelock__path *p, const char *cache_dir, const char *source,
+                          unsigned flags)
 {
     size_t dir_len, name_len, need, at;
     int rc;
@@ -168,7 +241,7 @@ int cachelock__path_build(struct cachelock__path *p, const char *cache_dir, cons
     if (!cache_dir || !*cache_dir)
         return cachelock__failf(-EINVAL, "invalid cache directory: %s",
                                 cache_dir ? "empty" : "NULL");
-    rc = cachelock_check_name(source);
+    rc = cachelock_check_name_ex(source, flags & CACHELOCK_F_ANYNAME);
     if (rc < 0)
         return rc;
 
@@ -234,10 +307,15 @@ void cachelock__path_free(struct cachelock__path *p)
     p->buf[0] = '\0';
 }
 
-static int path(const char *cache_dir, const char *source, char *buf, size_t size)
+static int path(const char *cache_dir, const char *source, unsigned flags, char *buf,
+                size_t size)
 {
     struct cachelock__path p;
-    int rc = cachelock__path_build(&p, cache_dir, source);
+    int rc;
+    if (flags & ~CACHELOCK_F_ANYNAME)
+        return cachelock__failf(-EINVAL, "invalid argument: unknown name flags 0x%x",
+                                flags & ~CACHELOCK_F_ANYNAME);
+    rc = cachelock__path_build(&p, cache_dir, source, flags);
     if (rc < 0)
         return rc;
     if (!buf || p.len + 1 > size)
@@ -251,10 +329,16 @@ static int path(const char *cache_dir, const char *source, char *buf, size_t siz
     return rc;
 }
 
-int cachelock_path(const char *cache_dir, const char *source, char *buf, size_t size)
+int cachelock_path_ex(const char *cache_dir, const char *source, unsigned flags, char *buf,
+                      size_t size)
 {
     int old = cachelock__cancel_off();
-    int rc = path(cache_dir, source, buf, size);
+    int rc = path(cache_dir, source, flags, buf, size);
     cachelock__cancel_restore(old);
     return rc;
+}
+
+int cachelock_path(const char *cache_dir, const char *source, char *buf, size_t size)
+{
+    return cachelock_path_ex(cache_dir, source, 0, buf, size);
 }

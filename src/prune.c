@@ -33,11 +33,11 @@ static int prune_one(const char *cache_dir, const char *source, long older_than_
     int rc, removed = 0;
     cachelock_prune_status_t status = CACHELOCK_PRUNE_REMOVED;
 
-    rc = cachelock__path_build(&a.path, cache_dir, source);
+    rc = cachelock__path_build(&a.path, cache_dir, source, CACHELOCK_F_ANYNAME);
     if (rc < 0)
         goto report;
     a.mode = CACHELOCK_EXCLUSIVE;
-    a.flags = CACHELOCK_F_NOCREATE | CACHELOCK_F_UNOWNED;
+    a.flags = CACHELOCK_F_NOCREATE | CACHELOCK_F_UNOWNED | CACHELOCK_F_ANYNAME;
     cachelock__attempt_init(&a);
     rc = cachelock__attempt_try(&a, 0, &token);
     cachelock__attempt_done(&a);

@@ -247,7 +247,7 @@ static int start(const char *cache_dir, const char *source,
     rc = cachelock__options_check(opts, &o);
     if (rc < 0)
         return rc;
-    rc = cachelock__path_build(&path, cache_dir, source);
+    rc = cachelock__path_build(&path, cache_dir, source, o.flags);
     if (rc < 0)
         return rc;
     w = cachelock__sys.malloc(sizeof *w);

@@ -54,6 +54,11 @@ static void test_bad_names_are_refused_and_create_nothing(void)
         { "aux.txt", -EINVAL, "reserved device" },
         { "Com1", -EINVAL, "reserved device" },
         { "lpt9.x", -EINVAL, "reserved device" },
+        { "COM\xc2\xb9", -EINVAL, "reserved device" },      /* COM with superscript 1 */
+        { "com\xc2\xb2.txt", -EINVAL, "reserved device" },  /* superscript 2 */
+        { "LPT\xc2\xb3", -EINVAL, "reserved device" },      /* superscript 3 */
+        { "CONIN$", -EINVAL, "reserved device" },
+        { "conout$.log", -EINVAL, "reserved device" },
         { "\xff", -EINVAL, "UTF-8" },
         { "\xc0\xaf", -EINVAL, "UTF-8" },           /* overlong '/' */
         { "\xed\xa0\x80", -EINVAL, "UTF-8" },       /* a surrogate */
@@ -182,7 +187,116 @@ static void test_every_ascii_byte_is_judged_by_the_rule(void)
     }
 }
 
+/* CACHELOCK_F_ANYNAME: any valid file name here, for caches shared with
+ * tools that create names the portable rule refuses; what could leave
+ * .locks or is too long is still refused, and messages show odd bytes
+ * escaped. */
+static void test_any_name_flag_accepts_every_valid_file_name(void)
+{
+    static const char *const odd[] = {
+        "aux", "tools:beta", "trailing.", "trailing ", "new\nline", "\xff\xfe", "a\\b", "CON",
+        "COM\xc2\xb9", "what?",
+    };
+    cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
+    o.flags = CACHELOCK_F_ANYNAME;
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        char buf[1024], want[1024];
+        cachelock_t *lock;
+        CHECK_EQ(cachelock_check_name(odd[i]), -EINVAL);            /* not portable */
+        CHECK_EQ(cachelock_acquire(tap_dir, odd[i], &lock), -EINVAL);
+        CHECK_EQ(cachelock_check_name_ex(odd[i], CACHELOCK_F_ANYNAME), 0);
+        snprintf(want, sizeof want, "%s/.locks/%s.lock", tap_dir, odd[i]);
+        CHECK_EQ(cachelock_path_ex(tap_dir, odd[i], CACHELOCK_F_ANYNAME, buf, sizeof buf),
+                 (long long)strlen(want));
+        CHECK(strcmp(buf, want) == 0);
+        CHECK_EQ(cachelock_acquire_ex(tap_dir, odd[i], &o, &lock), 0);
+        struct stat a, b;
+        CHECK(fstat(cachelock_fd(lock), &a) == 0 && stat(want, &b) == 0);
+        CHECK(a.st_ino == b.st_ino);
+        cachelock_release(lock);
+    }
+    /* Still refused with the flag, creating nothing. */
+    static const struct bad bad[] = {
+        { "", -EINVAL, "is empty" }, { ".", -EINVAL, "relative directory" },
+        { "..", -EINVAL, "relative directory" }, { "a/b", -EINVAL, "path separator" },
+        { "../x", -EINVAL, "path separator" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cachelock_t *lock;
+        CHECK_EQ(cachelock_acquire_ex(tpath("fresh"), bad[i].name, &o, &lock), bad[i].code);
+        CHECK_STR_CONTAINS(cachelock_errmsg(), bad[i].why);
+        CHECK(access(tpath("fresh"), F_OK) != 0);
+    }
+    char longname[300];
+    memset(longname, 'x', 251);
+    longname[251] = '\0';
+    CHECK_EQ(cachelock_check_name_ex(longname, CACHELOCK_F_ANYNAME), -ENAMETOOLONG);
+    longname[250] = '\0';
+    CHECK_EQ(cachelock_check_name_ex(longname, CACHELOCK_F_ANYNAME), 0);
+    CHECK_EQ(cachelock_check_name_ex("x", 0x80), -EINVAL);
+    CHECK_EQ(cachelock_path_ex(tap_dir, "x", 0x80, longname, sizeof longname), -EINVAL);
+    /* A control character is shown escaped, never raw. */
+    CHECK_EQ(cachelock_check_name("esc\x1b[2J"), -EINVAL);
+    CHECK(strchr(cachelock_errmsg(), '\x1b') == NULL);
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "\\x1b");
+}
+
+/* cachelock_sources() lists lock files whose names only the relaxed rule
+ * accepts (made by flock(1) or the Rust original), and prune handles them;
+ * entries that could never be a source stay out. */
+static void test_sources_and_prune_see_names_of_other_tools(void)
+{
+    static const char *const files[] = { "aux.lock", "tools:beta.lock", "dot..lock",
+                                         "plain.lock", "notalock", ".lock" };
+    char **names;
+    size_t n;
+    CHECK(mkdir(tpath(".locks"), 0777) == 0);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char p[64];
+        snprintf(p, sizeof p, ".locks/%s", files[i]);
+        int fd = open(tpath(p), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+        CHECK(fd >= 0);
+        close(fd);
+    }
+    CHECK_EQ(cachelock_sources(tap_dir, &names, &n), 0);
+    CHECK_EQ(n, 4);
+    CHECK(strcmp(names[0], "aux") == 0 && strcmp(names[1], "dot.") == 0 &&
+          strcmp(names[2], "plain") == 0 && strcmp(names[3], "tools:beta") == 0);
+    cachelock_sources_free(names, n);
+    CHECK_EQ(cachelock_prune(tap_dir, 0, 0, NULL, NULL), 4);
+    CHECK_EQ(cachelock_sources(tap_dir, &names, &n), 0);
+    CHECK_EQ(n, 0);
+    cachelock_sources_free(names, n);
+    CHECK(access(tpath(".locks/notalock"), F_OK) == 0);
+}
+
+/* cachelock_prepare() makes the cache, .locks and the lock file, locks
+ * nothing, truncates nothing, and refuses what an acquire refuses. */
+static void test_prepare_creates_without_locking(void)
+{
+    char path[600];
+    CHECK_EQ(cachelock_prepare(tpath("c/d"), "s", 0), 0);
+    snprintf(path, sizeof path, "%s/.locks/s.lock", tpath("c/d"));
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && S_ISREG(st.st_mode));
+    CHECK_EQ(try_once(tpath("c/d"), "s", CACHELOCK_EXCLUSIVE), 0);     /* nothing held */
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    CHECK(fd >= 0 && write(fd, "x", 1) == 1);
+    close(fd);
+    CHECK_EQ(cachelock_prepare(tpath("c/d"), "s", 0), 0);
+    CHECK(stat(path, &st) == 0 && st.st_size == 1);                    /* not truncated */
+    CHECK_EQ(cachelock_prepare(tpath("c/d"), "aux", 0), -EINVAL);
+    CHECK_EQ(cachelock_prepare(tpath("c/d"), "aux", CACHELOCK_F_ANYNAME), 0);
+    CHECK_EQ(cachelock_prepare(tpath("c/d"), "s", 0x80), -EINVAL);
+    CHECK(symlink(tpath("elsewhere"), tpath("c/d/.locks/l.lock")) == 0);
+    CHECK_EQ(cachelock_prepare(tpath("c/d"), "l", 0), -ELOOP);
+    CHECK(access(tpath("elsewhere"), F_OK) != 0);
+}
+
 TAP_MAIN(
+    T(test_any_name_flag_accepts_every_valid_file_name),
+    T(test_sources_and_prune_see_names_of_other_tools),
+    T(test_prepare_creates_without_locking),
     T(test_every_ascii_byte_is_judged_by_the_rule),
     T(test_valid_names_map_to_dot_locks_name_dot_lock),
     T(test_bad_names_are_refused_and_create_nothing),

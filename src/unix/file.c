@@ -221,18 +221,26 @@ static int open_in(int dfd, struct cachelock__path *p, int create, int *fdp,
     struct stat st;
     int fd, rc;
 
+    int missing = 0;
     fd = cachelock__sys.openat(dfd, file, O_RDWR | common | (create ? O_CREAT : 0), 0666);
     if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) {
         /* A lock file we may only read can still be flock(2)ed; a
          * read-only filesystem still holds usable existing lock files. */
         int first = errno;
         fd = cachelock__sys.openat(dfd, file, O_RDONLY | common);
-        if (fd < 0 && errno == ENOENT)
+        if (fd < 0 && errno == ENOENT) {
             errno = first;
+            missing = 1;    /* so it was the creation that failed */
+        }
     }
     if (fd < 0) {
         if (errno == ENOENT)
             return -ENOENT;
+        /* "create" when there was nothing to open: the command line maps
+         * that to EX_CANTCREAT, a file that exists but cannot be opened
+         * to EX_NOINPUT. */
+        if (create && (missing || errno == ENOSPC || errno == EDQUOT))
+            return cachelock__fail(-errno, "create lock file", p->buf);
         return cachelock__fail(-errno, "open lock file", p->buf);
     }
     fd = cachelock__os_keep_high(fd);

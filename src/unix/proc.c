@@ -103,6 +103,7 @@ int cachelock__parse_lockline(const char *line, struct cachelock__lockline *out)
         out->dev_minor = (unsigned)v;
         if (parse_uint(c2 + 1, (size_t)(end - c2 - 1), 10, &out->ino) < 0)
             return -EINVAL;
+        out->dev = (uint64_t)makedev(out->dev_major, out->dev_minor);
     }
     return 0;
 }
@@ -163,9 +164,9 @@ static int read_table(char **out, size_t *len)
     return 0;
 }
 
-int cachelock__os_locks_on(const struct cachelock__fileid *id, cachelock__lock_fn fn, void *ctx)
+/* Call fn for the flock(2) lines of the table, all of them or those on id. */
+static int each_line(const struct cachelock__fileid *id, cachelock__lock_fn fn, void *ctx)
 {
-    unsigned maj = major((dev_t)id->dev), min = minor((dev_t)id->dev);
     char *table, *line, *end;
     size_t len;
     int rc = read_table(&table, &len);
@@ -180,7 +181,7 @@ int cachelock__os_locks_on(const struct cachelock__fileid *id, cachelock__lock_f
         *end = '\0';
         if (cachelock__parse_lockline(line, &l) < 0)
             continue;
-        if (l.ino != id->ino || l.dev_major != maj || l.dev_minor != min)
+        if (id && (l.ino != id->ino || l.dev != id->dev))
             continue;
         rc = fn(&l, ctx);
         if (rc < 0)
@@ -188,6 +189,16 @@ int cachelock__os_locks_on(const struct cachelock__fileid *id, cachelock__lock_f
     }
     free(table);
     return rc;
+}
+
+int cachelock__os_locks_on(const struct cachelock__fileid *id, cachelock__lock_fn fn, void *ctx)
+{
+    return each_line(id, fn, ctx);
+}
+
+int cachelock__os_locks_all(cachelock__lock_fn fn, void *ctx)
+{
+    return each_line(NULL, fn, ctx);
 }
 
 void cachelock__os_command(int pid, char *buf, size_t size)
