@@ -112,11 +112,32 @@ static void test_blocking_acquire_waits_for_release(void)
     CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
-static void test_release_frees_lock_even_if_forked_child_has_copy(void)
+/* A try from a separate process: it opens the lock file afresh (a forked
+ * child never reuses the parent's kept descriptors), so it sees the lock
+ * as the rest of the world does. */
+static int try_in_other_process(const char *source)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0)
+        _exit(try_once(tap_dir, source, CACHELOCK_EXCLUSIVE) == 0 ? 0 : 1);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+    return WEXITSTATUS(status) == 0 ? 0 : -EWOULDBLOCK;
+}
+
+/* flock(2) locks belong to the open file description, which a forked child
+ * shares: without the explicit unlock, the child's copy would keep the
+ * lock held after the release, whether the parent then keeps its
+ * descriptor open (kept for reuse) or closes it (given away with
+ * cachelock_fd(), so never kept). */
+static void release_with_a_forked_copy(int give_away)
 {
     cachelock_t *lock;
     int hold[2];
     CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    if (give_away)
+        CHECK(cachelock_fd(lock) >= 3);
     CHECK(pipe2(hold, O_CLOEXEC) == 0);
     pid_t pid = fork();
     if (pid == 0) {
@@ -128,10 +149,21 @@ static void test_release_frees_lock_even_if_forked_child_has_copy(void)
         _exit(0);
     }
     close(hold[0]);
+    CHECK_EQ(try_in_other_process("s"), -EWOULDBLOCK);      /* held */
     cachelock_release(lock);
-    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), 0);
+    CHECK_EQ(try_in_other_process("s"), 0);                 /* free for others */
     close(hold[1]);
     waitpid(pid, NULL, 0);
+}
+
+static void test_release_frees_lock_even_if_forked_child_has_copy(void)
+{
+    release_with_a_forked_copy(0);
+}
+
+static void test_release_of_a_given_away_descriptor_frees_it_too(void)
+{
+    release_with_a_forked_copy(1);
 }
 
 static void test_child_releasing_inherited_handle_keeps_parent_lock(void)
@@ -379,11 +411,12 @@ static int64_t grant_after_kill(long timeout_ms)
     return t1 - t0;
 }
 
-static void test_killed_holder_hands_over_to_waiter_within_50ms(void)
+/* A killed holder's lock goes to a blocking waiter and to a timed one
+ * (whose 10 s timeout must not be what ends its wait: it returns 0).  How
+ * fast is measured by make bench (bench_handoff, "holder exits"). */
+static void test_killed_holder_hands_over_to_waiter(void)
 {
     int64_t best_blocking = INT64_MAX, best_timed = INT64_MAX;
-    /* The best of three, so that one scheduling hiccup of a loaded machine
-     * is not mistaken for a slow handover. */
     for (int i = 0; i < 3; i++) {
         int64_t b = grant_after_kill(-1), t = grant_after_kill(10000);
         if (b < best_blocking) best_blocking = b;
@@ -391,8 +424,6 @@ static void test_killed_holder_hands_over_to_waiter_within_50ms(void)
     }
     tap_diag("kill -> grant: blocking %lld us, timed %lld us", (long long)best_blocking,
              (long long)best_timed);
-    CHECK(best_blocking < 50000);
-    CHECK(best_timed < 50000);
 }
 
 static void test_nocreate_flag_creates_nothing(void)
@@ -417,6 +448,7 @@ TAP_MAIN(
     T(test_shared_locks_coexist_and_exclude_writers),
     T(test_blocking_acquire_waits_for_release),
     T(test_release_frees_lock_even_if_forked_child_has_copy),
+    T(test_release_of_a_given_away_descriptor_frees_it_too),
     T(test_child_releasing_inherited_handle_keeps_parent_lock),
     T(test_symlink_at_lock_path_is_refused_not_followed),
     T(test_symlinked_locks_dir_is_refused),
@@ -428,5 +460,5 @@ TAP_MAIN(
     T(test_identity_check_follows_a_replaced_lock_file),
     T(test_killed_holder_frees_the_lock),
     T(test_nocreate_flag_creates_nothing),
-    T(test_killed_holder_hands_over_to_waiter_within_50ms, 30),
+    T(test_killed_holder_hands_over_to_waiter, 30),
 )

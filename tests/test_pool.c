@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 /* Does the handle lock the file its path names now? */
 static int locks_current_file(cachelock_t *lock, const char *source)
@@ -321,7 +322,127 @@ static void test_a_relative_cache_dir_follows_chdir(void)
     cachelock_release(lock);
 }
 
+/* ---- what fstatfs(2) says decides whether anything is kept -------------- */
+
+static long fake_type;
+static int fake_fstatfs(int fd, struct statfs *st)
+{
+    int rc = fstatfs(fd, st);
+    if (rc == 0)
+        st->f_type = fake_type;
+    return rc;
+}
+static int failing_fstatfs(int fd, struct statfs *st)
+{
+    (void)fd;
+    (void)st;
+    errno = EIO;
+    return -1;
+}
+
+/* On NFS, FUSE, SMB (or when fstatfs fails) a release closes and a waiter
+ * puts no mark: nothing is kept, as flock(1) would have it. */
+static void nothing_kept_with(int (*hook)(int, struct statfs *), long type)
+{
+    cachelock_t *lock;
+    cachelock_close_idle();
+    fake_type = type;
+    cachelock__sys.fstatfs = hook;
+    CHECK_EQ(acquire("s", &lock), 0);
+    cachelock_release(lock);
+    CHECK_EQ(cachelock_close_idle(), 0);
+    /* A timed waiter marks nothing there either. */
+    struct holder h = holder_spawn(tap_dir, "s", CACHELOCK_EXCLUSIVE);
+    holder_wait_locked(&h);
+    cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
+    o.timeout_ms = 30;
+    CHECK_EQ(cachelock_acquire_ex(tap_dir, "s", &o, &lock), -ETIMEDOUT);
+    holder_release(&h);
+    holder_finish(&h);
+    cachelock__syscalls_reset();
+    /* The same on a local filesystem keeps it: the test can fail.  (The
+     * kept .locks directory remembers what fstatfs said: forget it.) */
+    cachelock_close_idle();
+    CHECK_EQ(acquire("s", &lock), 0);
+    cachelock_release(lock);
+    CHECK_EQ(cachelock_close_idle(), 1);
+}
+
+static int marks_seen;
+static int counting_fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    if (cmd == F_OFD_SETLK && ((struct flock *)arg)->l_type == F_RDLCK)
+        marks_seen++;
+    return fcntl(fd, cmd, arg);
+}
+
+static void test_nothing_is_kept_on_network_or_fuse_filesystems(void)
+{
+    nothing_kept_with(fake_fstatfs, 0x6969);        /* NFS */
+    nothing_kept_with(fake_fstatfs, 0x65735546);    /* FUSE */
+    nothing_kept_with(fake_fstatfs, 0xFE534D42);    /* SMB2 */
+    nothing_kept_with(failing_fstatfs, 0);          /* unknown: not local */
+    /* And waiters mark only on local filesystems. */
+    cachelock_t *lock;
+    struct holder h = holder_spawn(tap_dir, "m", CACHELOCK_EXCLUSIVE);
+    holder_wait_locked(&h);
+    cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
+    o.timeout_ms = 30;
+    cachelock_close_idle();
+    fake_type = 0x6969;
+    cachelock__sys.fstatfs = fake_fstatfs;
+    cachelock__sys.fcntl = counting_fcntl;
+    CHECK_EQ(cachelock_acquire_ex(tap_dir, "m", &o, &lock), -ETIMEDOUT);
+    CHECK_EQ(marks_seen, 0);
+    cachelock__syscalls_reset();
+    cachelock__sys.fcntl = counting_fcntl;
+    cachelock_close_idle();
+    CHECK_EQ(cachelock_acquire_ex(tap_dir, "m", &o, &lock), -ETIMEDOUT);
+    CHECK(marks_seen > 0);
+    cachelock__syscalls_reset();
+    holder_release(&h);
+    holder_finish(&h);
+}
+
+/* The open through a kept .locks directory has the same flags as the open
+ * of the whole path: close-on-exec, no truncation, descriptors above 2;
+ * and new files are created 0666 minus the umask. */
+static void test_the_open_through_a_kept_directory_keeps_every_rule(void)
+{
+    cachelock_t *lock;
+    struct stat st;
+    CHECK_EQ(acquire("a", &lock), 0);          /* .locks is now kept open */
+    cachelock_release(lock);
+    CHECK_EQ(cachelock_prepare(tap_dir, "b", 0), 0);
+    int fd = open(tpath(".locks/b.lock"), O_WRONLY | O_CLOEXEC);
+    CHECK(fd >= 0 && write(fd, "keep me", 7) == 7);
+    close(fd);
+    close(0);                                   /* the lowest free number */
+    CHECK_EQ(acquire("b", &lock), 0);          /* through the kept directory */
+    int lfd = cachelock_fd(lock);
+    CHECK(lfd > 2);
+    CHECK(fcntl(lfd, F_GETFD) & FD_CLOEXEC);
+    CHECK(fcntl(0, F_GETFD) < 0);              /* 0 still closed */
+    cachelock_release(lock);
+    CHECK(stat(tpath(".locks/b.lock"), &st) == 0 && st.st_size == 7);
+    mode_t old = umask(022);
+    CHECK_EQ(acquire("c", &lock), 0);
+    cachelock_release(lock);
+    CHECK(stat(tpath(".locks/c.lock"), &st) == 0 && (st.st_mode & 0777) == 0644);
+    umask(0);
+    CHECK_EQ(acquire("d", &lock), 0);
+    cachelock_release(lock);
+    CHECK(stat(tpath(".locks/d.lock"), &st) == 0 && (st.st_mode & 0777) == 0666);
+    umask(old);
+}
+
 TAP_MAIN(
+    T(test_nothing_is_kept_on_network_or_fuse_filesystems, 20),
+    T(test_the_open_through_a_kept_directory_keeps_every_rule, 10),
     T(test_a_relative_cache_dir_follows_chdir, 10),
     T(test_kept_files_make_room_at_the_descriptor_limit, 10),
     T(test_the_kept_locks_dir_refuses_what_the_whole_path_does, 10),

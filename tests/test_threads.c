@@ -136,31 +136,36 @@ static void test_registry_sees_through_symlinked_cache_dir(void)
     cachelock_release(lock);
 }
 
-struct msg_arg { const char *dir; char msg[512]; pthread_barrier_t *b; };
+struct msg_arg { const char *name; char msg[512]; pthread_barrier_t *b; };
 
 static void *fail_and_read_message(void *p)
 {
     struct msg_arg *a = p;
     cachelock_t *lock;
-    cachelock_acquire(a->dir, "bad/name", &lock);
+    cachelock_acquire("/nowhere", a->name, &lock);
     pthread_barrier_wait(a->b);     /* both have failed before either reads */
     snprintf(a->msg, sizeof a->msg, "%s", cachelock_errmsg());
     return NULL;
 }
 
+/* Two threads fail with DIFFERENT messages at the same time: each must read
+ * its own (a buffer shared by the process would show one of them twice). */
 static void test_error_messages_are_per_thread(void)
 {
     pthread_barrier_t b;
-    struct msg_arg x = { "/first", "", &b }, y = { "/second", "", &b };
+    struct msg_arg x = { "first/bad", "", &b }, y = { "second\\bad", "", &b };
     pthread_t tx, ty;
     pthread_barrier_init(&b, NULL, 2);
     CHECK(pthread_create(&tx, NULL, fail_and_read_message, &x) == 0);
     CHECK(pthread_create(&ty, NULL, fail_and_read_message, &y) == 0);
     pthread_join(tx, NULL);
     pthread_join(ty, NULL);
-    CHECK_STR_CONTAINS(x.msg, "'bad/name'");
-    CHECK_STR_CONTAINS(y.msg, "'bad/name'");
-    /* And a message of one thread's I/O error is not seen by another. */
+    CHECK_STR_CONTAINS(x.msg, "'first/bad'");
+    CHECK(strstr(x.msg, "second") == NULL);
+    CHECK_STR_CONTAINS(y.msg, "second");
+    CHECK(strstr(y.msg, "first") == NULL);
+    /* And this thread, which failed at nothing, has no message. */
+    CHECK_EQ(cachelock_errmsg()[0], '\0');
     cachelock_t *lock;
     CHECK_EQ(cachelock_acquire("/proc/1/nonexistent-dir", "s", &lock) < 0, 1);
     char mine[512];
