@@ -58,6 +58,7 @@ static void test_descriptor_has_cloexec_and_is_above_stdio(void)
     CHECK(fd > 2);
     CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
     CHECK_EQ(cachelock_mode(lock), CACHELOCK_EXCLUSIVE);
+    CHECK(fcntl(0, F_GETFD) < 0);       /* and 0 was left alone */
     cachelock_release(lock);
 }
 
@@ -221,8 +222,14 @@ static void test_symlinked_cache_dir_is_followed(void)
     CHECK(symlink(tpath("real"), tpath("link")) == 0);
     CHECK_EQ(cachelock_acquire(tpath("link"), "s", &lock), 0);
     CHECK(access(tpath("real/.locks/s.lock"), F_OK) == 0);
-    /* Same file through either spelling: the same lock. */
-    CHECK_EQ(cachelock_mode(lock), CACHELOCK_EXCLUSIVE);
+    /* Same file through either spelling: the same lock, seen as busy
+     * through the real path by another process. */
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0)
+        _exit(try_once(tpath("real"), "s", CACHELOCK_EXCLUSIVE) == -EWOULDBLOCK ? 0 : 1);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     cachelock_release(lock);
 }
 
