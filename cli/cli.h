@@ -5,45 +5,90 @@
 #ifndef CACHELOCK_CLI_H
 #define CACHELOCK_CLI_H
 
+#include <getopt.h>
 #include <stdio.h>
 
 /* Exit statuses (sysexits(3) where they apply), documented in cachelock(1)
- * under EXIT STATUS. */
+ * under EXIT STATUS.  The rule for 66 and 73: a failure to create what was
+ * missing (the cache directory, .locks, the lock file) is 73, a failure to
+ * open what exists is 66. */
 enum {
-    EXIT_CONFLICT_DEFAULT = 1,  /* busy or timed out (run -E changes it) */
+    EXIT_CONFLICT_DEFAULT = 1,  /* busy or timed out (-E changes it) */
     EXIT_USAGE = 64,            /* EX_USAGE: bad options or arguments */
     EXIT_NOINPUT = 66,          /* EX_NOINPUT: cannot open the lock file */
     EXIT_UNAVAILABLE = 69,      /* EX_UNAVAILABLE: cannot run the command */
-    EXIT_OSERR = 71,            /* EX_OSERR: system error */
-    EXIT_CANTCREAT = 73         /* EX_CANTCREAT: cannot create the lock file */
+    EXIT_OSERR = 71,            /* EX_OSERR: system error, write error */
+    EXIT_CANTCREAT = 73,        /* EX_CANTCREAT: cannot create the lock file */
+    EXIT_STALE = 75             /* EX_TEMPFAIL: `lock` got a file that the
+                                   path no longer names: reopen, retry */
 };
 
 /* Environment variables. */
 #define ENV_DIR "CACHELOCK_DIR"
 #define ENV_TIMEOUT "CACHELOCK_TIMEOUT"
+#define ENV_FD "CACHELOCK_FD"
+
+/* Long-only options share these values (above any char). */
+enum {
+    OPT_ANY_NAME = 256,
+    OPT_VERBOSE,
+    OPT_INHERIT_FD,
+    OPT_CREATE
+};
 
 /* "cachelock: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A usage error: message, a hint to run --help, and EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The usage error for what getopt_long() returned as c (':' or '?'), naming
+ * the long option when it was one ("option '--shared' doesn't allow an
+ * argument").  Call it with opterr = 0 and an optstring starting "+:". */
+int cli_option_error(const char *cmd, char **argv, int c, const struct option *longopts);
+/* Print text (--help) or "cachelock VERSION" to stdout and close it:
+ * 0, or EXIT_OSERR after a write error. */
+int cli_print_help(const char *text);
+int cli_print_version(void);
 /* The cache directory from $CACHELOCK_DIR when no CACHE_DIR operand was
  * given; NULL (after printing a usage error for cmd) when it is unset. */
 const char *cli_default_dir(const char *cmd);
-/* Exit status for a library error code (not busy/timeout). */
+/* Exit status for a library error code (not busy/timeout) and its message. */
 int cli_exit_for(int err, const char *msg);
+/* Print cachelock_errmsg() with control characters escaped. */
+void cli_lib_message(void);
+/* Print cachelock_errmsg() and return cli_exit_for() of it. */
+int cli_lib_error(int err);
+/* Print cachelock_errmsg() about a failure with this source name, with a
+ * hint when --any-name would accept the name; cli_exit_for() of it. */
+int cli_name_error(int err, const char *source, unsigned flags);
 /* Parse a duration: a decimal number with an optional fraction and unit
- * (ms, s, m, h, d; seconds when none), into milliseconds.  0 or -1. */
+ * (ms, s, m, h, d; seconds when none), into milliseconds.  A fraction of a
+ * millisecond counts as a whole one; a value beyond LONG_MAX milliseconds
+ * is LONG_MAX.  0 or -1 (not a duration). */
 int cli_parse_duration(const char *s, long *ms);
 /* Parse a non-negative integer no larger than max.  0 or -1. */
 int cli_parse_uint(const char *s, long max, long *out);
-/* Write s as a JSON string (with quotes) to f. */
+/* Write s as a JSON string (with quotes) to f: control characters as \u
+ * escapes, each byte that is not part of valid UTF-8 as \ufffd. */
 void cli_json_string(FILE *f, const char *s);
-/* Flush and close stdout; report a write error.  Returns 0 or EXIT_OSERR. */
+/* Write s for people: a backslash as \\, control characters (C0, DEL, C1)
+ * and bytes that are not part of valid UTF-8 as \xHH; the rest as is. */
+void cli_text_string(FILE *f, const char *s);
+/* The same into buf (always NUL-terminated, cut short if it does not fit). */
+void cli_text_escape(char *buf, size_t size, const char *s);
+/* "held exclusive by pid 12 (make -j4)", "held shared by 2: pid 3 (a), ..."
+ * from the kernel's lock table, escaped for a terminal. */
+void cli_describe_holders(const char *dir, const char *source, char *buf, size_t size);
+/* Flush and close stdout; report a write error, and output lost because
+ * stdout was closed.  Returns 0 or EXIT_OSERR. */
 int cli_close_stdout(void);
+/* Seconds since an arbitrary point, from CLOCK_MONOTONIC. */
+double cli_now(void);
 
 int cli_run(int argc, char **argv);
 int cli_status(int argc, char **argv);
 int cli_path(int argc, char **argv);
 int cli_prune(int argc, char **argv);
+int cli_lock(int argc, char **argv);
+int cli_unlock(int argc, char **argv);
 
 #endif

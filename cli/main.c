@@ -16,11 +16,16 @@ static const char usage[] =
     "\n"
     "Commands:\n"
     "  run [options] CACHE_DIR SOURCE [--] COMMAND [ARG...]\n"
-    "                      take the lock, run COMMAND, release it when COMMAND exits\n"
+    "  run [options] CACHE_DIR SOURCE -c SHELL_COMMAND\n"
+    "                      take the lock, run COMMAND; COMMAND holds the lock until\n"
+    "                      it exits (and keeps it if cachelock dies)\n"
+    "  lock [options] FD   lock the lock file open on descriptor FD, for scripts:\n"
+    "                      exec 9<>\"$(cachelock path --create CACHE_DIR SOURCE)\"\n"
+    "  unlock FD           unlock it\n"
     "  status [--json] [CACHE_DIR] [SOURCE...]\n"
     "                      show which sources are free, shared or exclusive, and who\n"
     "                      holds or waits for them\n"
-    "  path [CACHE_DIR] SOURCE\n"
+    "  path [--create] [CACHE_DIR] SOURCE\n"
     "                      check a source name and print its lock file path\n"
     "  prune [--older-than DURATION] [--dry-run] [CACHE_DIR]\n"
     "                      remove lock files nobody holds (never delete them by hand)\n"
@@ -31,25 +36,25 @@ static const char usage[] =
     "\n"
     "Environment:\n"
     "  " ENV_DIR "       the cache directory when CACHE_DIR is not given\n"
-    "  " ENV_TIMEOUT "   default timeout of 'run', in seconds\n"
+    "  " ENV_TIMEOUT "   default timeout of 'run' and 'lock', in seconds\n"
     "\n"
-    "See cachelock(1) for exit statuses and examples.\n";
+    "See cachelock(1) for exit statuses, the differences from flock(1) and examples.\n";
 
 int main(int argc, char **argv)
 {
     if (argc < 2)
         return cli_usage_error(NULL, "missing command");
     const char *cmd = argv[1];
-    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
-        fputs(usage, stdout);
-        return cli_close_stdout();
-    }
-    if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("cachelock %s\n", cachelock_version());
-        return cli_close_stdout();
-    }
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0)
+        return cli_print_help(usage);
+    if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0)
+        return cli_print_version();
     if (strcmp(cmd, "run") == 0)
         return cli_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "lock") == 0)
+        return cli_lock(argc - 1, argv + 1);
+    if (strcmp(cmd, "unlock") == 0)
+        return cli_unlock(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0)
         return cli_status(argc - 1, argv + 1);
     if (strcmp(cmd, "path") == 0)

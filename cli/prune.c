@@ -21,7 +21,12 @@ static const char usage[] =
     "                             (seconds, or with a unit: 90s, 30m, 12h, 7d)\n"
     "  -n, --dry-run              say what would be removed, remove nothing\n"
     "  -q, --quiet                print only the summary\n"
-    "  -h, --help                 show this help\n";
+    "  -h, --help                 show this help\n"
+    "  -V, --version              show the version\n"
+    "\n"
+    "Every lock file is considered, also those whose names are not portable\n"
+    "(made by flock(1) or other tools).  Names are printed escaped: a backslash\n"
+    "as \\\\, control characters and bytes that are not UTF-8 as \\xHH.\n";
 
 struct tally {
     int removed, busy, recent, failed, first_err, quiet, dry_run;
@@ -34,23 +39,31 @@ static void report(const char *source, cachelock_prune_status_t status, int err,
     switch (status) {
     case CACHELOCK_PRUNE_REMOVED:
         t->removed++;
-        if (!t->quiet)
-            printf("%s %s\n", t->dry_run ? "would remove" : "removed", source);
+        if (!t->quiet) {
+            printf("%s ", t->dry_run ? "would remove" : "removed");
+            cli_text_string(stdout, source);
+            putchar('\n');
+        }
         break;
     case CACHELOCK_PRUNE_BUSY:
         t->busy++;
-        if (!t->quiet)
-            printf("skipped %s: %s\n", source,
-                   err == -EDEADLK ? "held by this process" : "in use");
+        if (!t->quiet) {
+            printf("skipped ");
+            cli_text_string(stdout, source);
+            printf(": %s\n", err == -EDEADLK ? "held by this process" : "in use");
+        }
         break;
     case CACHELOCK_PRUNE_RECENT:
         t->recent++;
-        if (!t->quiet)
-            printf("kept %s: newer than the limit\n", source);
+        if (!t->quiet) {
+            printf("kept ");
+            cli_text_string(stdout, source);
+            printf(": newer than the limit\n");
+        }
         break;
     case CACHELOCK_PRUNE_FAILED:
         t->failed++;
-        cli_error("%s", cachelock_errmsg());
+        cli_lib_message();
         if (!t->first_err) {
             t->first_err = err;
             snprintf(t->first_msg, sizeof t->first_msg, "%s", cachelock_errmsg());
@@ -66,6 +79,7 @@ int cli_prune(int argc, char **argv)
         { "dry-run", no_argument, NULL, 'n' },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
     struct tally t;
@@ -77,7 +91,7 @@ int cli_prune(int argc, char **argv)
     memset(&t, 0, sizeof t);
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+:o:nqh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:o:nqhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'o':
             if (cli_parse_duration(optarg, &older) < 0)
@@ -86,13 +100,9 @@ int cli_prune(int argc, char **argv)
             break;
         case 'n': flags |= CACHELOCK_PRUNE_DRY_RUN; t.dry_run = 1; break;
         case 'q': t.quiet = 1; break;
-        case 'h':
-            fputs(usage, stdout);
-            return cli_close_stdout();
-        case ':':
-            return cli_usage_error("prune", "option '%s' requires an argument", argv[optind - 1]);
-        default:
-            return cli_usage_error("prune", "unrecognized option '%s'", argv[optind - 1]);
+        case 'h': return cli_print_help(usage);
+        case 'V': return cli_print_version();
+        default: return cli_option_error("prune", argv, c, longopts);
         }
     }
     if (optind < argc) {
@@ -105,10 +115,8 @@ int cli_prune(int argc, char **argv)
         return cli_usage_error("prune", "too many operands: expected [CACHE_DIR]");
 
     int rc = cachelock_prune(dir, older, flags, report, &t);
-    if (rc < 0) {
-        cli_error("%s", cachelock_errmsg());
-        return cli_exit_for(rc, cachelock_errmsg());
-    }
+    if (rc < 0)
+        return cli_lib_error(rc);
     printf("%s %d lock file%s; skipped %d in use, %d newer, %d failed\n",
            t.dry_run ? "would remove" : "removed", t.removed, t.removed == 1 ? "" : "s",
            t.busy, t.recent, t.failed);

@@ -1,15 +1,29 @@
 /*
- * run.c - `cachelock run`: take a lock, run a command, release.
+ * run.c - `cachelock run`: take a lock, run a command under it.
  *
- *   parse options ─> start wait ─busy─> say who holds it (once), count the
- *        seconds on a terminal, poll until granted, timed out or failed
+ *   parse options and operands ─> start wait ─busy─> say who holds it (once,
+ *        on stderr), count the seconds on a terminal, poll until granted,
+ *        timed out or failed
  *                        │ granted
  *                        v
- *   fork ─> child: restore the signal mask, clear FD_CLOEXEC only with
- *           --inherit-fd, exec (errno back through a CLOEXEC pipe)
- *        ─> parent: with signals blocked, sigwaitinfo: pass on those sent
- *           with kill(1), reap the child on SIGCHLD; release; exit with the
- *           child's status (128+N if killed)
+ *   -F: clear FD_CLOEXEC, exec COMMAND in this process (it holds the lock)
+ *   else fork ─> child: restore the signal mask; by default clear FD_CLOEXEC
+ *                (COMMAND inherits the lock); with -o set PR_SET_PDEATHSIG
+ *                instead (COMMAND dies with us); exec (errno back through a
+ *                CLOEXEC pipe)
+ *             ─> parent: with signals blocked, sigwaitinfo: pass on those
+ *                sent with kill(1), reap the child on SIGCHLD; exit with the
+ *                child's status (128+N if killed), WITHOUT unlocking unless
+ *                -o: the lock ends when the last copy of the descriptor is
+ *                closed (ours at our exit, COMMAND's, its daemons')
+ *
+ * Why the command inherits the lock by default: a wrapper that can be
+ * killed with SIGKILL (OOM killer, a supervisor, kill -9 of the wrong pid)
+ * cannot release anything when it dies, and the kernel then frees a lock
+ * that only the wrapper had while COMMAND runs on.  flock(1) avoids that by
+ * letting the command inherit the descriptor; so do we.  The price is that
+ * a daemon started by COMMAND keeps the lock after COMMAND exits; -o/--close
+ * trades that back, and covers the wrapper's death with PR_SET_PDEATHSIG.
  */
 #define _GNU_SOURCE
 #include "cli.h"
@@ -17,36 +31,57 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 static const char usage[] =
     "Usage: cachelock run [options] CACHE_DIR SOURCE [--] COMMAND [ARG...]\n"
-    "       cachelock run [options] SOURCE -- COMMAND [ARG...]\n"
+    "       cachelock run [options] CACHE_DIR SOURCE -c SHELL_COMMAND\n"
+    "       cachelock run [options] SOURCE -- COMMAND [ARG...]   (CACHE_DIR from $" ENV_DIR ")\n"
     "\n"
-    "Take the lock of SOURCE in CACHE_DIR (default: $" ENV_DIR "), run COMMAND,\n"
-    "and release the lock when it exits.\n"
+    "Take the lock of SOURCE in CACHE_DIR, run COMMAND under it, and exit with\n"
+    "COMMAND's status.  Only the first '--' ends the operands: the rest is COMMAND.\n"
+    "\n"
+    "COMMAND inherits the lock descriptor (its number is in $" ENV_FD "), as with\n"
+    "flock(1): if cachelock is killed, even with SIGKILL, COMMAND keeps the lock.\n"
+    "A process that COMMAND leaves running in the background (a daemon) keeps\n"
+    "it too, until it exits or closes the descriptor; use -o to prevent that.\n"
     "\n"
     "Options:\n"
-    "  -x, --exclusive            exclusive lock, for writers (the default)\n"
+    "  -x, -e, --exclusive        exclusive lock, for writers (the default)\n"
     "  -s, --shared               shared lock, for readers\n"
-    "  -n, --nonblock             fail at once if the lock is busy (same as -w 0)\n"
-    "  -w, --timeout SECONDS      give up after SECONDS (fractions and ms/s/m/h units\n"
-    "                             allowed; default: $" ENV_TIMEOUT ", else wait forever)\n"
+    "  -n, --nonblock, --nb, --nonblocking\n"
+    "                             fail at once if the lock is busy (wins over -w)\n"
+    "  -w, --timeout, --wait SECONDS\n"
+    "                             give up after SECONDS (fractions and ms/s/m/h/d\n"
+    "                             units allowed; default: $" ENV_TIMEOUT ", else wait\n"
+    "                             forever; -w 0 is -n)\n"
     "  -E, --conflict-exit-code N exit status when busy or timed out (default 1)\n"
-    "  -q, --quiet                no wait or conflict messages\n"
-    "      --inherit-fd           let COMMAND inherit the lock descriptor (its number\n"
-    "                             is in $CACHELOCK_FD); the lock then lives until the\n"
-    "                             last process holding it closes it\n"
+    "  -q, --quiet                print nothing on stderr while waiting or when\n"
+    "                             busy or timed out\n"
+    "  -o, --close                COMMAND does not inherit the lock: cachelock holds\n"
+    "                             it and releases it when COMMAND exits, so daemons\n"
+    "                             do not keep it; if cachelock dies, COMMAND is\n"
+    "                             killed (SIGKILL), never left running unlocked\n"
+    "  -F, --no-fork              exec COMMAND in place of cachelock (no -o)\n"
+    "  -c, --command SHELL_COMMAND\n"
+    "                             run SHELL_COMMAND with /bin/sh -c\n"
+    "      --inherit-fd           accepted for compatibility: the default now\n"
+    "      --any-name             accept any SOURCE that is a valid file name here,\n"
+    "                             not only portable names (aux, tools:beta, a.)\n"
+    "      --verbose              say how long getting the lock took, and what runs\n"
     "  -h, --help                 show this help\n"
+    "  -V, --version              show the version\n"
     "\n"
+    "Messages go to stderr only; stdout belongs to COMMAND.\n"
     "Exit status: COMMAND's own, 128+N if it was killed by signal N, the conflict\n"
     "code when busy or timed out, 64 usage, 66 cannot open the lock file, 69 cannot\n"
     "run COMMAND, 71 system error, 73 cannot create the lock file.\n";
@@ -57,47 +92,18 @@ static const char usage[] =
  * not forwarded; they would arrive twice. */
 static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* "held exclusive by pid 12 (make -j4)", "held shared by 2: pid 3 (a), ..."
- * from the kernel's lock table. */
-static void describe_holders(const char *dir, const char *source, char *buf, size_t size)
-{
-    cachelock_holder_t *h = NULL;
-    size_t n = 0, holders = 0, used;
-    int rc = cachelock_holders(dir, source, &h, &n);
-
-    for (size_t i = 0; i < n; i++)
-        holders += !h[i].waiting;
-    if (rc < 0 || holders == 0) {
-        snprintf(buf, size, "held by a process not visible here (another machine, another "
-                 "container, or it let go a moment ago)");
-        free(h);
-        return;
-    }
-    if (h[0].mode == CACHELOCK_EXCLUSIVE)
-        used = (size_t)snprintf(buf, size, "held exclusive by ");
-    else
-        used = (size_t)snprintf(buf, size, "held shared by %zu: ", holders);
-    for (size_t i = 0; i < holders && used < size; i++) {
-        used += (size_t)snprintf(buf + used, size - used, "%spid %d (%s)", i ? ", " : "",
-                                 h[i].pid, h[i].command[0] ? h[i].command : "?");
-    }
-    free(h);
-}
+/* -c runs SHELL_COMMAND with the shell every system has, not $SHELL (which
+ * flock(1) uses): a script means the same thing for every user. */
+static char shell_path[] = "/bin/sh", shell_name[] = "sh", shell_c[] = "-c";
 
 struct run_opts {
     cachelock_options_t lock;
     int conflict_code;
-    int quiet;
-    int inherit_fd;
+    int quiet, verbose, close_fd, no_fork;
     const char *dir, *source;
-    char **command;
+    const char *file;         /* what to exec: COMMAND's first word, or /bin/sh */
+    char **command;           /* its argv */
+    char *sh_argv[4];         /* "sh", "-c", SHELL_COMMAND */
 };
 
 /* Wait for the lock, telling the person why we wait.  Returns 1 with *out,
@@ -106,13 +112,12 @@ static int take_lock(const struct run_opts *o, cachelock_t **out, int *status)
 {
     cachelock_wait_t *w;
     int rc, shown = 0, tty = !o->quiet && isatty(2);
-    int64_t start = now_ms(), last_second = 0;
-    char path[4200] = "", who[1024];
+    double start = cli_now();
+    long long last_second = 0;
 
     rc = cachelock_wait_start(o->dir, o->source, &o->lock, &w);
     if (rc < 0) {
-        cli_error("%s", cachelock_errmsg());
-        *status = cli_exit_for(rc, cachelock_errmsg());
+        *status = cli_name_error(rc, o->source, o->lock.flags);
         return 0;
     }
     for (;;) {
@@ -120,58 +125,119 @@ static int take_lock(const struct run_opts *o, cachelock_t **out, int *status)
         if (rc != -EINPROGRESS)
             break;
         if (!shown && !o->quiet) {
-            cachelock_path(o->dir, o->source, path, sizeof path);
-            describe_holders(o->dir, o->source, who, sizeof who);
-            char limit[64] = "";
+            char path[4200] = "", who[2048], name[1024], shown_path[8400], limit[64] = "";
+            cachelock_path_ex(o->dir, o->source, o->lock.flags, path, sizeof path);
+            cli_describe_holders(o->dir, o->source, who, sizeof who);
+            cli_text_escape(name, sizeof name, o->source);
+            cli_text_escape(shown_path, sizeof shown_path, path);
             if (o->lock.timeout_ms > 0)
                 snprintf(limit, sizeof limit, "; giving up after %.3gs",
                          (double)o->lock.timeout_ms / 1000);
             cli_error("waiting for '%s' ('%s'), %s; locks die with their process, so a wait "
-                      "means a live holder%s", o->source, path, who, limit);
+                      "means a live holder%s", name, shown_path, who, limit);
             if (tty)
                 fputs("cachelock: waited 0s", stderr);
             shown = 1;
         }
         int timeout = cachelock_wait_timeout(w);
         if (tty) {
-            int to_tick = (int)(1000 - (now_ms() - start) % 1000);
+            int to_tick = (int)(1000 - (long long)((cli_now() - start) * 1000) % 1000);
             if (to_tick < timeout)
                 timeout = to_tick;
         }
         struct pollfd p = { cachelock_wait_fd(w), POLLIN, 0 };
         poll(&p, p.fd >= 0 ? 1 : 0, timeout);
         if (tty) {
-            int64_t second = (now_ms() - start) / 1000;
+            long long second = (long long)(cli_now() - start);
             if (second != last_second) {
-                fprintf(stderr, "\r\033[Kcachelock: waited %llds", (long long)second);
+                fprintf(stderr, "\r\033[Kcachelock: waited %llds", second);
                 last_second = second;
             }
         }
     }
     if (shown && tty)
-        fprintf(stderr, "\r\033[Kcachelock: waited %.1fs\n", (double)(now_ms() - start) / 1000);
+        fprintf(stderr, "\r\033[Kcachelock: waited %.1fs\n", cli_now() - start);
     cachelock_wait_free(w);
-    if (rc == 0)
+    if (rc == 0) {
+        if (o->verbose)
+            cli_error("getting lock took %.6f seconds", cli_now() - start);
         return 1;
+    }
     if (rc == -EWOULDBLOCK || rc == -ETIMEDOUT) {
         if (!o->quiet)
-            cli_error("%s", cachelock_errmsg());
+            cli_lib_message();
         *status = o->conflict_code;
         return 0;
     }
-    cli_error("%s", cachelock_errmsg());
-    *status = cli_exit_for(rc, cachelock_errmsg());
+    *status = cli_lib_error(rc);
     return 0;
+}
+
+/* Let exec'd programs inherit the lock: clear FD_CLOEXEC on our copy, which
+ * is what a forked child or -F execs with, and say its number. */
+static int pass_descriptor(cachelock_t *lock)
+{
+    char num[16];
+    int fd = cachelock_fd(lock), flags;
+
+    snprintf(num, sizeof num, "%d", fd);
+    if (setenv(ENV_FD, num, 1) < 0)
+        return -errno;
+    flags = fcntl(fd, F_GETFD);
+    if (flags < 0 || fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0)
+        return -errno;
+    return 0;
+}
+
+static int exec_failed(const struct run_opts *o, int err)
+{
+    char name[1024];
+    cli_text_escape(name, sizeof name, o->file);
+    cli_error("cannot run '%s': %s", name, cachelock_strerror(err));
+    return err == ENOMEM ? EXIT_OSERR : EXIT_UNAVAILABLE;
+}
+
+/* -F: become COMMAND.  Returns only if exec fails. */
+static int exec_in_place(const struct run_opts *o, cachelock_t *lock)
+{
+    int err = -pass_descriptor(lock);
+    if (!err) {
+        signal(SIGCHLD, SIG_DFL);
+        execvp(o->file, o->command);
+        err = errno;
+    }
+    cachelock_release(lock);
+    return exec_failed(o, err);
+}
+
+/* A descriptor at 3 or above: with stdin, stdout or stderr closed when we
+ * were started, pipe2() could return one of those numbers, and COMMAND
+ * would get our error pipe as its stdout. */
+static int high_fd(int fd)
+{
+    if (fd >= 3)
+        return fd;
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int err = errno;
+    close(fd);
+    errno = err;
+    return moved;
 }
 
 static int run_command(const struct run_opts *o, cachelock_t *lock)
 {
     sigset_t waitset, old;
     int errpipe[2], status, err = 0;
-    pid_t pid;
+    pid_t pid, parent = getpid();
 
-    if (pipe2(errpipe, O_CLOEXEC) < 0) {
-        cli_error("cannot run '%s': %s", o->command[0], cachelock_strerror(errno));
+    if (!o->close_fd && (err = -pass_descriptor(lock)) != 0) {
+        cachelock_release(lock);
+        return exec_failed(o, err);
+    }
+    if (pipe2(errpipe, O_CLOEXEC) < 0 || (errpipe[0] = high_fd(errpipe[0])) < 0 ||
+        (errpipe[1] = high_fd(errpipe[1])) < 0) {
+        cli_error("cannot run COMMAND: pipe: %s", cachelock_strerror(errno));
+        cachelock_release(lock);
         return EXIT_OSERR;
     }
     /* No signal handlers: the forwarded signals and SIGCHLD stay blocked and
@@ -191,20 +257,30 @@ static int run_command(const struct run_opts *o, cachelock_t *lock)
         sigprocmask(SIG_SETMASK, &old, NULL);
         close(errpipe[0]);
         close(errpipe[1]);
-        cli_error("cannot run '%s': %s", o->command[0], cachelock_strerror(err));
+        cachelock_release(lock);
+        cli_error("cannot run COMMAND: fork: %s", cachelock_strerror(err));
         return EXIT_OSERR;
     }
     if (pid == 0) {
         sigprocmask(SIG_SETMASK, &old, NULL);
-        if (o->inherit_fd) {
-            char num[16];
-            int fd = cachelock_fd(lock);
-            snprintf(num, sizeof num, "%d", fd);
-            if (fcntl(fd, F_SETFD, 0) < 0 || setenv("CACHELOCK_FD", num, 1) < 0)
+#ifdef PR_SET_PDEATHSIG
+        /* -o: COMMAND does not hold the lock, we do; if we die (even by
+         * SIGKILL) the kernel frees it, so COMMAND must die too.  The
+         * parent may have died before prctl(): then we were reparented
+         * already and must not run at all.  (The kernel releases the lock
+         * as the parent exits and signals us just after, so COMMAND is
+         * killed within microseconds of the release, not before it.) */
+        if (o->close_fd) {
+            if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 err = errno;
+            else if (getppid() != parent)
+                _exit(127);
         }
+#else
+        (void)parent;
+#endif
         if (!err) {
-            execvp(o->command[0], o->command);
+            execvp(o->file, o->command);
             err = errno;
         }
         if (write(errpipe[1], &err, sizeof err) < 0)
@@ -216,30 +292,105 @@ static int run_command(const struct run_opts *o, cachelock_t *lock)
     ssize_t n;
     do n = read(errpipe[0], &err, sizeof err); while (n < 0 && errno == EINTR);
     close(errpipe[0]);
+    pid_t r;
+    int wait_err = 0;
     for (;;) {
         siginfo_t si;
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid || (r < 0 && errno != EINTR))
+        r = waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR)) {
+            wait_err = errno;
             break;
+        }
         if (sigwaitinfo(&waitset, &si) < 0)
             continue;
         if (si.si_signo != SIGCHLD && (si.si_code == SI_USER || si.si_code == SI_QUEUE))
             kill(pid, si.si_signo);
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
-    if (n == (ssize_t)sizeof err) {
-        cli_error("cannot run '%s': %s", o->command[0], cachelock_strerror(err));
-        cachelock_release(lock);
-        return EXIT_UNAVAILABLE;
+    if (r != pid) {
+        /* Not our child any more (someone reaped it): its status is lost. */
+        cli_error("cannot wait for COMMAND: %s", cachelock_strerror(wait_err));
+        return EXIT_OSERR;
     }
-    /* With --inherit-fd, the command or a daemon it started may still hold
-     * the descriptor; like flock(1), leave the lock to the kernel, which
-     * frees it when the last copy is closed.  Otherwise unlock now. */
-    if (!o->inherit_fd)
+    if (n == (ssize_t)sizeof err) {
+        /* The child is gone and never ran COMMAND: nobody else has the
+         * descriptor, unlocking is safe. */
+        cachelock_release(lock);
+        return exec_failed(o, err);
+    }
+    /* By default COMMAND, or a daemon it started, may still hold the
+     * descriptor: like flock(1), leave the lock to the kernel, which frees
+     * it when the last copy is closed (ours as we exit).  With -o we are
+     * the only holder: unlock now. */
+    if (o->close_fd)
         cachelock_release(lock);
     if (WIFSIGNALED(status))
         return 128 + WTERMSIG(status);
     return WEXITSTATUS(status);
+}
+
+static int is_dashes(const char *s)
+{
+    return strcmp(s, "--") == 0;
+}
+
+static int is_command_option(const char *s)
+{
+    return strcmp(s, "-c") == 0 || strcmp(s, "--command") == 0;
+}
+
+/* Operands after the options.  Only the first "--" separates; what
+ * follows the operands is COMMAND, "--" included:
+ *   CACHE_DIR SOURCE -- COMMAND...     SOURCE -- COMMAND...
+ *   CACHE_DIR SOURCE -c SHELL_COMMAND  SOURCE -c SHELL_COMMAND
+ *   CACHE_DIR SOURCE COMMAND...        (flock(1) style)
+ * and with the -c option before the operands, [CACHE_DIR] SOURCE alone. */
+static int parse_operands(struct run_opts *o, char **args, int n, char *shell_command)
+{
+    int used;
+
+    if (shell_command) {
+        if (n > 2)
+            return cli_usage_error("run", "too many operands: with -c, expected [CACHE_DIR] SOURCE");
+        if (n < 1)
+            return cli_usage_error("run", "missing operands: expected [CACHE_DIR] SOURCE");
+        used = n;
+    } else if (n >= 2 && (is_dashes(args[1]) || is_command_option(args[1]))) {
+        used = 1;
+    } else if (n >= 3) {
+        used = 2;
+    } else if (n == 2) {
+        return cli_usage_error("run", "missing COMMAND to run");
+    } else {
+        return cli_usage_error("run", "missing operands: expected CACHE_DIR SOURCE -- COMMAND");
+    }
+    if (used == 2) {
+        o->dir = args[0];
+        o->source = args[1];
+    } else {
+        o->source = args[0];
+        if (!(o->dir = cli_default_dir("run")))
+            return EXIT_USAGE;
+    }
+    if (!shell_command && is_command_option(args[used])) {
+        if (n != used + 2)
+            return cli_usage_error("run", "%s requires exactly one command argument", args[used]);
+        shell_command = args[used + 1];
+    }
+    if (shell_command) {
+        o->sh_argv[0] = shell_name;
+        o->sh_argv[1] = shell_c;
+        o->sh_argv[2] = shell_command;
+        o->sh_argv[3] = NULL;
+        o->command = o->sh_argv;
+        o->file = shell_path;
+        return 0;
+    }
+    o->command = args + used + (is_dashes(args[used]) ? 1 : 0);
+    if (!o->command[0])
+        return cli_usage_error("run", "missing COMMAND to run");
+    o->file = o->command[0];
+    return 0;
 }
 
 int cli_run(int argc, char **argv)
@@ -248,30 +399,43 @@ int cli_run(int argc, char **argv)
         { "exclusive", no_argument, NULL, 'x' },
         { "shared", no_argument, NULL, 's' },
         { "nonblock", no_argument, NULL, 'n' },
+        { "nonblocking", no_argument, NULL, 'n' },
+        { "nb", no_argument, NULL, 'n' },
         { "timeout", required_argument, NULL, 'w' },
+        { "wait", required_argument, NULL, 'w' },
         { "conflict-exit-code", required_argument, NULL, 'E' },
         { "quiet", no_argument, NULL, 'q' },
-        { "inherit-fd", no_argument, NULL, 'I' },
+        { "close", no_argument, NULL, 'o' },
+        { "no-fork", no_argument, NULL, 'F' },
+        { "command", required_argument, NULL, 'c' },
+        { "inherit-fd", no_argument, NULL, OPT_INHERIT_FD },
+        { "any-name", no_argument, NULL, OPT_ANY_NAME },
+        { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
-    struct run_opts o = { CACHELOCK_OPTIONS_INIT, EXIT_CONFLICT_DEFAULT, 0, 0, NULL, NULL, NULL };
-    int c, timeout_set = 0;
-    long v;
+    struct run_opts o;
+    int c, timeout_set = 0, nonblock = 0;
+    long v, timeout = -1;
     const char *env;
+    char *shell_command = NULL;
 
+    memset(&o, 0, sizeof o);
+    o.lock = (cachelock_options_t)CACHELOCK_OPTIONS_INIT;
+    o.conflict_code = EXIT_CONFLICT_DEFAULT;
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+:xsnw:E:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:xesnw:E:qoFc:hV", longopts, NULL)) != -1) {
         switch (c) {
-        case 'x': o.lock.mode = CACHELOCK_EXCLUSIVE; break;
+        case 'x':
+        case 'e': o.lock.mode = CACHELOCK_EXCLUSIVE; break;
         case 's': o.lock.mode = CACHELOCK_SHARED; break;
-        case 'n': o.lock.timeout_ms = 0; timeout_set = 1; break;
+        case 'n': nonblock = 1; break;
         case 'w':
-            if (cli_parse_duration(optarg, &v) < 0)
+            if (cli_parse_duration(optarg, &timeout) < 0)
                 return cli_usage_error("run", "invalid timeout '%s': expected seconds, e.g. 10 or 0.5",
                                        optarg);
-            o.lock.timeout_ms = v;
             timeout_set = 1;
             break;
         case 'E':
@@ -281,53 +445,43 @@ int cli_run(int argc, char **argv)
             o.conflict_code = (int)v;
             break;
         case 'q': o.quiet = 1; break;
-        case 'I': o.inherit_fd = 1; break;
-        case 'h':
-            fputs(usage, stdout);
-            return cli_close_stdout();
-        case ':':
-            return cli_usage_error("run", "option '%s' requires an argument", argv[optind - 1]);
-        default:
-            if (optopt && optopt != 'I')
-                return cli_usage_error("run", "invalid option -- '%c'", optopt);
-            return cli_usage_error("run", "unrecognized option '%s'", argv[optind - 1]);
+        case 'o': o.close_fd = 1; break;
+        case 'F': o.no_fork = 1; break;
+        case 'c': shell_command = optarg; break;
+        case OPT_INHERIT_FD: break;   /* the default since 0.3.0 */
+        case OPT_ANY_NAME: o.lock.flags |= CACHELOCK_F_ANYNAME; break;
+        case OPT_VERBOSE: o.verbose = 1; break;
+        case 'h': return cli_print_help(usage);
+        case 'V': return cli_print_version();
+        default: return cli_option_error("run", argv, c, longopts);
         }
     }
-    if (!timeout_set && (env = getenv(ENV_TIMEOUT)) && *env) {
-        if (cli_parse_duration(env, &v) < 0)
+    if (o.no_fork && o.close_fd)
+        return cli_usage_error("run", "the --no-fork and --close options are incompatible");
+    /* As with flock(1), -n wins over -w whatever their order. */
+    if (nonblock) {
+        timeout = 0;
+    } else if (!timeout_set && (env = getenv(ENV_TIMEOUT)) && *env) {
+        if (cli_parse_duration(env, &timeout) < 0)
             return cli_usage_error("run", "invalid %s '%s': expected seconds", ENV_TIMEOUT, env);
-        o.lock.timeout_ms = v;
     }
+    o.lock.timeout_ms = timeout;
 
-    /* Operands: up to "--", or the first two (flock(1) style). */
-    int rest = argc - optind, dashes = -1;
-    for (int i = optind; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0) {
-            dashes = i;
-            break;
-        }
-    }
-    int operands = dashes >= 0 ? dashes - optind : (rest < 2 ? rest : 2);
-    if (operands == 2) {
-        o.dir = argv[optind];
-        o.source = argv[optind + 1];
-    } else if (operands == 1 && dashes >= 0) {
-        o.source = argv[optind];
-        if (!(o.dir = cli_default_dir("run")))
-            return EXIT_USAGE;
-    } else if (operands > 2) {
-        return cli_usage_error("run", "too many operands before '--': expected [CACHE_DIR] SOURCE");
-    } else {
-        return cli_usage_error("run", "missing operands: expected CACHE_DIR SOURCE -- COMMAND");
-    }
-    o.command = argv + (dashes >= 0 ? dashes + 1 : optind + 2);
-    if (!o.command[0])
-        return cli_usage_error("run", "missing COMMAND to run");
+    int rc = parse_operands(&o, argv + optind, argc - optind, shell_command);
+    if (rc)
+        return rc;
 
     cachelock_t *lock;
     int status;
     if (!take_lock(&o, &lock, &status))
         return status;
+    if (o.verbose) {
+        char name[1024];
+        cli_text_escape(name, sizeof name, o.file);
+        cli_error("executing %s", name);
+    }
     /* Nothing of ours goes to stdout; the command owns it. */
+    if (o.no_fork)
+        return exec_in_place(&o, lock);
     return run_command(&o, lock);
 }

@@ -1,106 +1,160 @@
-/* status.c - `cachelock status` (who holds what) and `cachelock path`. */
+/*
+ * status.c - `cachelock status`: who holds what.  The whole cache comes
+ * from one reading of the kernel's lock table (cachelock_status()), however
+ * many sources it has; named sources are looked up one by one.
+ */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "cachelock.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char status_usage[] =
-    "Usage: cachelock status [--json] [CACHE_DIR] [SOURCE...]\n"
+    "Usage: cachelock status [options] [CACHE_DIR] [SOURCE...]\n"
     "\n"
     "Show every source of CACHE_DIR (default: $" ENV_DIR "), or the SOURCEs given,\n"
     "with its state (free, shared by N, exclusive), the holders' pids and command\n"
-    "lines, and processes blocked waiting for it.\n"
+    "lines, and processes blocked waiting for it.  Every lock file is listed, also\n"
+    "those whose names are not portable (made by flock(1) or other tools).\n"
+    "Text output escapes a backslash as \\\\ and control characters and bytes that\n"
+    "are not UTF-8 as \\xHH.\n"
     "\n"
-    "  -j, --json   one JSON object per line, for scripts\n"
-    "  -h, --help   show this help\n";
+    "  -j, --json       one JSON object per line, for scripts; bytes that are not\n"
+    "                   UTF-8 become U+FFFD\n"
+    "      --any-name   accept SOURCE operands that are valid file names here but\n"
+    "                   not portable\n"
+    "  -h, --help       show this help\n"
+    "  -V, --version    show the version\n";
 
-static const char path_usage[] =
-    "Usage: cachelock path [CACHE_DIR] SOURCE\n"
-    "\n"
-    "Check the SOURCE name and print its lock file path.  CACHE_DIR defaults to\n"
-    "$" ENV_DIR ".\n";
+/* What is known about one source. */
+struct source_state {
+    const char *name;
+    const cachelock_holder_t *h;    /* holders, then waiters */
+    size_t n;
+    int exists, known;
+};
 
 static const char *mode_name(cachelock_mode_t m)
 {
     return m == CACHELOCK_SHARED ? "shared" : "exclusive";
 }
 
-static void print_people(FILE *f, const cachelock_holder_t *h, size_t n)
+static void print_people(const cachelock_holder_t *h, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        fprintf(f, "%spid %d (%s)", i ? ", " : "", h[i].pid, h[i].command[0] ? h[i].command : "?");
-}
-
-static void print_json_people(FILE *f, const cachelock_holder_t *h, size_t n)
-{
-    fputc('[', f);
     for (size_t i = 0; i < n; i++) {
-        fprintf(f, "%s{\"pid\":%d,\"mode\":\"%s\",\"command\":", i ? "," : "", h[i].pid,
-                mode_name(h[i].mode));
-        cli_json_string(f, h[i].command);
-        fputc('}', f);
+        printf("%spid %d (", i ? ", " : "", h[i].pid);
+        cli_text_string(stdout, h[i].command[0] ? h[i].command : "?");
+        putchar(')');
     }
-    fputc(']', f);
 }
 
-/* One source: 0, or an exit status after printing the error. */
-static int show(const char *dir, const char *source, int json)
+static void print_json_people(const cachelock_holder_t *h, size_t n)
 {
-    char path[4200];
-    cachelock_holder_t *h = NULL;
-    size_t n = 0, holders = 0;
-    int rc = cachelock_path(dir, source, path, sizeof path);
+    putchar('[');
+    for (size_t i = 0; i < n; i++) {
+        printf("%s{\"pid\":%d,\"mode\":\"%s\",\"command\":", i ? "," : "", h[i].pid,
+               mode_name(h[i].mode));
+        cli_json_string(stdout, h[i].command);
+        putchar('}');
+    }
+    putchar(']');
+}
 
-    if (rc < 0) {
-        cli_error("%s", cachelock_errmsg());
-        return cli_exit_for(rc, cachelock_errmsg());
-    }
-    rc = cachelock_holders(dir, source, &h, &n);
-    if (rc < 0 && rc != -ENOENT && rc != -ENOSYS) {
-        cli_error("%s", cachelock_errmsg());
-        return cli_exit_for(rc, cachelock_errmsg());
-    }
-    for (size_t i = 0; i < n; i++)
-        holders += !h[i].waiting;
+static void show(const char *dir, const struct source_state *s, int json)
+{
+    char path[4200] = "";
+    size_t holders = 0;
+    int portable = cachelock_check_name(s->name) == 0;
+
+    cachelock_path_ex(dir, s->name, CACHELOCK_F_ANYNAME, path, sizeof path);
+    for (size_t i = 0; i < s->n; i++)
+        holders += !s->h[i].waiting;
     /* Holders come first, then waiters; no array at all when n == 0. */
-    const cachelock_holder_t *waiters = n ? h + holders : NULL;
+    const cachelock_holder_t *waiters = s->n ? s->h + holders : NULL;
+    const char *state = holders == 0 ? "free" : mode_name(s->h[0].mode);
 
-    const char *state = holders == 0 ? "free" : mode_name(h[0].mode);
     if (json) {
         printf("{\"source\":");
-        cli_json_string(stdout, source);
+        cli_json_string(stdout, s->name);
         printf(",\"path\":");
         cli_json_string(stdout, path);
         printf(",\"state\":\"%s\",\"holders\":", state);
-        print_json_people(stdout, h, holders);
+        print_json_people(s->h, holders);
         printf(",\"waiters\":");
-        print_json_people(stdout, waiters, n - holders);
-        printf(",\"exists\":%s,\"known\":%s}\n", rc == -ENOENT ? "false" : "true",
-               rc == -ENOSYS ? "false" : "true");
-    } else {
-        printf("%s: ", source);
-        if (rc == -ENOSYS)
-            printf("unknown (no kernel lock table on this system)");
-        else if (holders == 0)
-            printf("free");
-        else if (h[0].mode == CACHELOCK_SHARED)
-            printf("shared by %zu: ", holders);
-        else
-            printf("exclusive by ");
-        print_people(stdout, h, holders);
-        if (n > holders) {
-            printf("; %zu waiting: ", n - holders);
-            print_people(stdout, waiters, n - holders);
-        }
-        if (rc == -ENOENT)
-            printf(" (no lock file yet)");
-        printf("\n");
+        print_json_people(waiters, s->n - holders);
+        printf(",\"exists\":%s,\"known\":%s,\"portable\":%s}\n", s->exists ? "true" : "false",
+               s->known ? "true" : "false", portable ? "true" : "false");
+        return;
     }
-    free(h);
+    cli_text_string(stdout, s->name);
+    printf(": ");
+    if (!s->known)
+        printf("unknown (no kernel lock table on this system)");
+    else if (holders == 0)
+        printf("free");
+    else if (s->h[0].mode == CACHELOCK_SHARED)
+        printf("shared by %zu: ", holders);
+    else
+        printf("exclusive by ");
+    print_people(s->h, holders);
+    if (s->n > holders) {
+        printf("; %zu waiting: ", s->n - holders);
+        print_people(waiters, s->n - holders);
+    }
+    if (!s->exists)
+        printf(" (no lock file yet)");
+    if (!portable)
+        printf(" (name not portable: --any-name)");
+    putchar('\n');
+}
+
+/* The SOURCEs given: 0, or an exit status after a message. */
+static int show_named(const char *dir, char **names, int count, unsigned flags, int json)
+{
+    for (int i = 0; i < count; i++) {
+        cachelock_holder_t *h = NULL;
+        size_t n = 0;
+        int rc = cachelock_check_name_ex(names[i], flags);
+        if (rc < 0)
+            return cli_name_error(rc, names[i], flags);
+        rc = cachelock_holders(dir, names[i], &h, &n);
+        if (rc < 0 && rc != -ENOENT && rc != -ENOSYS)
+            return cli_lib_error(rc);
+        struct source_state s = { names[i], h, n, rc != -ENOENT, rc != -ENOSYS };
+        show(dir, &s, json);
+        free(h);
+    }
+    return 0;
+}
+
+/* Every source of the cache: 0, or an exit status after a message. */
+static int show_all(const char *dir, int json)
+{
+    cachelock_source_status_t *st;
+    size_t n;
+    int rc = cachelock_status(dir, &st, &n);
+
+    if (rc == -ENOSYS) {
+        /* No lock table: the names, without what is known of them. */
+        char **names;
+        if ((rc = cachelock_sources(dir, &names, &n)) < 0)
+            return cli_lib_error(rc);
+        for (size_t i = 0; i < n; i++) {
+            struct source_state s = { names[i], NULL, 0, 1, 0 };
+            show(dir, &s, json);
+        }
+        cachelock_sources_free(names, n);
+        return 0;
+    }
+    if (rc < 0)
+        return cli_lib_error(rc);
+    for (size_t i = 0; i < n; i++) {
+        struct source_state s = { st[i].source, st[i].holders, st[i].count, 1, 1 };
+        show(dir, &s, json);
+    }
+    cachelock_status_free(st, n);
     return 0;
 }
 
@@ -108,22 +162,24 @@ int cli_status(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "json", no_argument, NULL, 'j' },
+        { "any-name", no_argument, NULL, OPT_ANY_NAME },
         { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
-    int c, json = 0, status = 0;
+    int c, json = 0, status;
+    unsigned flags = 0;
     const char *dir;
 
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+jh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:jhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'j': json = 1; break;
-        case 'h':
-            fputs(status_usage, stdout);
-            return cli_close_stdout();
-        default:
-            return cli_usage_error("status", "unrecognized option '%s'", argv[optind - 1]);
+        case OPT_ANY_NAME: flags |= CACHELOCK_F_ANYNAME; break;
+        case 'h': return cli_print_help(status_usage);
+        case 'V': return cli_print_version();
+        default: return cli_option_error("status", argv, c, longopts);
         }
     }
     if (optind < argc) {
@@ -132,57 +188,10 @@ int cli_status(int argc, char **argv)
         if (!(dir = cli_default_dir("status")))
             return EXIT_USAGE;
     }
-
-    if (optind < argc) {
-        for (; optind < argc && !status; optind++)
-            status = show(dir, argv[optind], json);
-    } else {
-        char **names;
-        size_t n;
-        int rc = cachelock_sources(dir, &names, &n);
-        if (rc < 0) {
-            cli_error("%s", cachelock_errmsg());
-            return cli_exit_for(rc, cachelock_errmsg());
-        }
-        for (size_t i = 0; i < n && !status; i++)
-            status = show(dir, names[i], json);
-        cachelock_sources_free(names, n);
-    }
+    if (optind < argc)
+        status = show_named(dir, argv + optind, argc - optind, flags, json);
+    else
+        status = show_all(dir, json);
     int out = cli_close_stdout();
     return status ? status : out;
-}
-
-int cli_path(int argc, char **argv)
-{
-    char path[4200];
-    const char *dir, *source;
-    int rc;
-
-    if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-        fputs(path_usage, stdout);
-        return cli_close_stdout();
-    }
-    if (argc > 1 && argv[1][0] == '-' && argv[1][1] && strcmp(argv[1], "--") != 0)
-        return cli_usage_error("path", "unrecognized option '%s'", argv[1]);
-    if (argc > 1 && strcmp(argv[1], "--") == 0) {
-        argv++;
-        argc--;
-    }
-    if (argc == 3) {
-        dir = argv[1];
-        source = argv[2];
-    } else if (argc == 2) {
-        source = argv[1];
-        if (!(dir = cli_default_dir("path")))
-            return EXIT_USAGE;
-    } else {
-        return cli_usage_error("path", "expected [CACHE_DIR] SOURCE");
-    }
-    rc = cachelock_path(dir, source, path, sizeof path);
-    if (rc < 0) {
-        cli_error("%s", cachelock_errmsg());
-        return cli_exit_for(rc, cachelock_errmsg());
-    }
-    puts(path);
-    return cli_close_stdout();
 }

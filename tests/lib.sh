@@ -45,6 +45,9 @@ ok() {
     else
         echo "not ok $n - $name"
         printf '%s\n' "$out" | sed 's/^/# /'
+        # What expect_status found (it writes there, not to a stdout that
+        # the test may have redirected).
+        [ ! -s "$T/why" ] || sed 's/^/# /' "$T/why"
         failed=$((failed + 1))
     fi
     kill_background
@@ -62,7 +65,7 @@ expect_status() {
     got=$?
     set -e
     if [ "$got" -ne "$want" ]; then
-        echo "expected exit status $want, got $got from: $*"
+        echo "expected exit status $want, got $got from: $*" >>"$T/why"
         return 1
     fi
 }
@@ -114,3 +117,44 @@ flock1_release() {
     kill "$FLOCK_PID" 2>/dev/null
     wait "$FLOCK1" 2>/dev/null || true
 }
+
+# expect_status_within SECONDS WANT COMMAND...: the command exits with WANT
+# within SECONDS (timeout(1) gives 124 otherwise).
+expect_status_within() {
+    limit=$1; want=$2; shift 2
+    set +e
+    timeout "$limit" "$@"
+    got=$?
+    set -e
+    if [ "$got" -ne "$want" ]; then
+        echo "expected exit status $want within ${limit}s, got $got from: $*" >>"$T/why"
+        return 1
+    fi
+}
+
+# wait_until SHELL_CONDITION: poll (every 10 ms, at most 20 s) until the
+# condition, a string for eval, holds.
+wait_until() {
+    i=0
+    until eval "$1"; do
+        i=$((i + 1))
+        [ $i -lt 2000 ] || { echo "timed out waiting until: $1"; return 1; }
+        sleep 0.01
+    done
+}
+
+# gone PID: true once the process no longer exists (or is a zombie).
+gone() {
+    ! kill -0 "$1" 2>/dev/null ||
+        [ "$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null)" = Z ]
+}
+
+# blocked_on FILE: how many processes are blocked in flock(2) on FILE, from
+# the kernel's lock table ("->" lines carry the inode).
+blocked_on() {
+    ino=$(stat -c %i "$1") || return 1
+    grep -c -- "-> FLOCK .*:$ino " /proc/locks
+}
+
+# python3 for JSON checks, or a reason to skip.
+have_python3() { command -v python3 >/dev/null 2>&1 && python3 -c 'import json' 2>/dev/null; }

@@ -56,7 +56,7 @@ t_usage_errors_give_64() {
     expect_status 64 "$CACHELOCK" run -w abc "$D" s -- true 2>"$T/e9" &&
     expect_status 64 "$CACHELOCK" run -w -1 "$D" s -- true 2>"$T/e10" &&
     expect_status 64 "$CACHELOCK" run -E 256 "$D" s -- true 2>"$T/e11" &&
-    expect_status 64 "$CACHELOCK" run a b c -- true 2>"$T/e12" &&
+    expect_status 64 "$CACHELOCK" run "$D" s -c 2>"$T/e12" &&
     expect_status 64 "$CACHELOCK" run --timeout 2>"$T/e13" &&
     for i in 0 1 2 3 4 5 6 7 8 9 10 11 12 13; do
         grep -q "^cachelock: " "$T/e$i" && grep -q -- "--help' for more information" "$T/e$i" ||

@@ -48,7 +48,9 @@ t_durations() {
     grep -q "timed out after 100 ms" "$T/err" &&
     expect_status 64 "$CACHELOCK" run -w 1e3 "$D" s -- true 2>/dev/null &&
     expect_status 64 "$CACHELOCK" run -w . "$D" s -- true 2>/dev/null &&
-    expect_status 64 "$CACHELOCK" run -w 99999999999999999 "$D" s -- true 2>/dev/null
+    expect_status 64 "$CACHELOCK" run -w 1.5x "$D" s -- true 2>/dev/null &&
+    expect_status 64 "$CACHELOCK" run -w '' "$D" s -- true 2>/dev/null &&
+    expect_status 64 "$CACHELOCK" run -w 1.2.3 "$D" s -- true 2>/dev/null
 }
 ok "timeouts accept fractions and units, refuse junk" t_durations
 
