@@ -76,7 +76,9 @@
  *
  *   Messages are lowercase and have no trailing full stop, so programs can
  *   prefix them with their own name.  They are per thread, so several
- *   threads can fail at once without mixing their messages.
+ *   threads can fail at once without mixing their messages.  Control
+ *   characters and bytes that are not UTF-8 (in a path or a name) are shown
+ *   as \\xNN, so a message never carries them to a terminal or a log.
  *
  * WHAT IS GUARANTEED
  *
@@ -164,8 +166,7 @@
  *     file name of this system instead (not empty, ".", ".." or with a
  *     '/'), for caches shared with tools that create such names;
  *     cachelock_sources(), cachelock_holders(), cachelock_status() and
- *     cachelock_prune() always accept them.  Messages show bytes other than
- *     printable ASCII as \\xNN.
+ *     cachelock_prune() always accept them.
  *
  *   - The library installs no signal handlers and creates no threads.
  *

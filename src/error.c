@@ -9,8 +9,12 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+/* The calling thread's message.  One buffer only: thread-local storage is
+ * carved out of every thread's stack, and threads with the smallest stacks
+ * (16 KiB) must still have room to run. */
 static _Thread_local char message[PATH_MAX + 256];
 
 const char *cachelock_strerror(int err)
@@ -63,10 +67,57 @@ const char *cachelock_errmsg(void)
     return message;
 }
 
+static int shown_raw(const unsigned char *s, size_t len, size_t i, size_t *step)
+{
+    *step = cachelock__utf8_len(s + i, len - i);
+    return *step > 1 || (*step == 1 && s[i] >= 0x20 && s[i] != 0x7f);
+}
+
+/* Write control characters and bytes that are not UTF-8 as \xNN, so that a
+ * path or name holding them never reaches a terminal or a log raw.  Nearly
+ * every message has none: one scan.  Otherwise the message is escaped from
+ * a heap copy (or, without memory, such bytes become '?'). */
+static void escape_message(void)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)message;
+    size_t len = strlen(message), step, i;
+    for (i = 0; i < len && shown_raw(s, len, i, &step); i += step)
+        ;
+    if (i == len)
+        return;
+    char *copy = strdup(message);
+    if (!copy) {
+        for (; i < len; i += step ? step : 1)
+            if (!shown_raw(s, len, i, &step))
+                message[i] = '?';
+        return;
+    }
+    s = (const unsigned char *)copy;
+    size_t o = i;
+    while (i < len && o + 5 < sizeof message) {
+        if (shown_raw(s, len, i, &step)) {
+            if (o + step + 1 > sizeof message)
+                break;
+            memcpy(message + o, s + i, step);
+            o += step;
+            i += step;
+            continue;
+        }
+        message[o++] = '\\';
+        message[o++] = 'x';
+        message[o++] = hex[s[i] >> 4];
+        message[o++] = hex[s[i] & 15];
+        i++;
+    }
+    message[o] = '\0';
+    free(copy);
+}
+
 int cachelock__fail(int err, const char *op, const char *path)
 {
-    snprintf(message, sizeof message, "cannot %s '%s': %s", op, path,
-             cachelock_strerror(err));
+    snprintf(message, sizeof message, "cannot %s '%s': %s", op, path, cachelock_strerror(err));
+    escape_message();
     return err;
 }
 
@@ -76,6 +127,7 @@ int cachelock__failf(int err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    escape_message();
     return err;
 }
 

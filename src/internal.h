@@ -82,6 +82,9 @@ static inline const char *cachelock__path_file(const struct cachelock__path *p)
     return p->buf + p->locks_len + 1;
 }
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if none. */
+size_t cachelock__utf8_len(const unsigned char *s, size_t n);
+
 /* Check a source name (flags: CACHELOCK_F_ANYNAME for the relaxed rule);
  * returns 0, -EINVAL or -ENAMETOOLONG and, when why is not NULL, points it
  * at a reason ("contains a path separator"). */

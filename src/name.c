@@ -79,7 +79,7 @@ static int is_reserved_device(const char *s, size_t len)
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if it is
  * not one: overlong forms, surrogates and values above U+10FFFF are refused. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+size_t cachelock__utf8_len(const unsigned char *s, size_t n)
 {
     unsigned c = s[0];
     size_t len;
@@ -163,7 +163,7 @@ int cachelock__name_check(const char *source, size_t len, unsigned flags, const 
                 }
                 break;
             }
-            if ((step = utf8_seq(s + i, len - i)) == 0)
+            if ((step = cachelock__utf8_len(s + i, len - i)) == 0)
                 reason = "is not valid UTF-8";
             else {
                 i += step;
@@ -185,27 +185,6 @@ int cachelock__name_check(const char *source, size_t len, unsigned flags, const 
     return reason ? rc : 0;
 }
 
-/* A name as it may appear in a message: printable ASCII as is, every
- * other byte as \xNN (names accepted with CACHELOCK_F_ANYNAME may hold
- * control characters and bytes that are not UTF-8). */
-static void quote_name(const char *s, char *out, size_t size)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (; *s && o + 5 < size; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c < 0x7f && c != '\\') {
-            out[o++] = (char)c;
-        } else {
-            out[o++] = '\\';
-            out[o++] = 'x';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        }
-    }
-    out[o] = '\0';
-}
-
 int cachelock_check_name_ex(const char *source, unsigned flags)
 {
     const char *why;
@@ -216,11 +195,8 @@ int cachelock_check_name_ex(const char *source, unsigned flags)
     if (!source)
         return cachelock__failf(-EINVAL, "invalid source name: NULL");
     rc = cachelock__name_check(source, strlen(source), flags, &why);
-    if (rc < 0) {
-        char shown[300];
-        quote_name(source, shown, sizeof shown);
-        return cachelock__failf(rc, "invalid source name '%s': %s", shown, why);
-    }
+    if (rc < 0)
+        return cachelock__failf(rc, "invalid source name '%.300s': %s", source, why);
     return 0;
 }
 
