@@ -110,6 +110,10 @@ static int open_through_kept_dir(struct cachelock__attempt *a, struct cachelock_
         return rc == 0;
     }
     cachelock__os_close(d.fd);
+    /* Out of descriptors: the one just closed may be all the long way
+     * needs (and it gives back what else is kept if not). */
+    if (rc == -EMFILE || rc == -ENFILE)
+        return 0;
     return rc;
 }
 
@@ -142,8 +146,15 @@ static int open_handle(struct cachelock__attempt *a)
     if (rc == 0) {
         rc = cachelock__os_open(&a->path, nocreate, &h->fd, &h->id, &local,
                                 absolute ? &keep : NULL);
-        if (rc == 0 && absolute && keep.fd >= 0)
-            cachelock__dir_put(&a->path, &keep);
+        /* Like released lock files, directories are kept only on local
+         * filesystems (see pool.c): on NFS, FUSE or an unknown one every
+         * acquire opens the whole path, as flock(1) does. */
+        if (rc == 0 && absolute && keep.fd >= 0) {
+            if (local)
+                cachelock__dir_put(&a->path, &keep);
+            else
+                cachelock__os_close(keep.fd);
+        }
     }
     if (rc < 0) {
         free(h);
@@ -163,7 +174,9 @@ static int open_handle(struct cachelock__attempt *a)
 static int open_handle_or_make_room(struct cachelock__attempt *a)
 {
     int rc = open_handle(a);
-    if ((rc == -EMFILE || rc == -ENFILE) && cachelock__pool_close_all() > 0)
+    if ((rc == -EMFILE || rc == -ENFILE) &&
+        cachelock__pool_close_all() + cachelock__dirs_close_all() +
+        cachelock__watchers_close_all() > 0)
         rc = open_handle(a);
     return rc;
 }

@@ -278,16 +278,22 @@ static int status(const char *cache_dir, cachelock_source_status_t **out, size_t
     /* Each lock file's identity, then ONE pass over the table per reading
      * for all of them: a cache of 10,000 sources costs 10,000 stat(2)s and
      * two readings, not 10,000 readings. */
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && rc == 0; i++) {
         struct cachelock__path p;
         st[i].source = names[i];
         names[i] = NULL;
-        if (cachelock__path_build(&p, cache_dir, st[i].source, CACHELOCK_F_ANYNAME) < 0)
-            continue;
-        if (cachelock__os_stat(p.buf, &scan.files[scan.nfiles].id) == 0)
-            scan.files[scan.nfiles++].source = i;   /* else removed meanwhile: free */
+        rc = cachelock__path_build(&p, cache_dir, st[i].source, CACHELOCK_F_ANYNAME);
+        if (rc < 0)
+            goto out;
+        rc = cachelock__os_stat(p.buf, &scan.files[scan.nfiles].id);
+        if (rc == 0)
+            scan.files[scan.nfiles++].source = i;
+        else if (rc == -ENOENT || rc == -ENOTDIR)
+            rc = 0;                     /* removed meanwhile: free */
         cachelock__path_free(&p);
     }
+    if (rc < 0)
+        goto out;
     qsort(scan.files, scan.nfiles, sizeof *scan.files, by_id);
     for (int r = 0; r < READINGS && rc == 0; r++)
         rc = cachelock__os_locks_all(collect_cache, &scan);

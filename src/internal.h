@@ -186,9 +186,10 @@ int cachelock__pool_has_room(const struct cachelock__handle *h);
 /* Keep an unlocked handle for later; closes and frees it (or an older one)
  * instead when it cannot be kept. */
 void cachelock__pool_put(struct cachelock__handle *h);
-/* Close every idle handle and kept directory; the number of lock files
- * closed. */
+/* Close every idle handle; the number closed. */
 int cachelock__pool_close_all(void);
+/* Close every kept .locks directory; the number closed. */
+int cachelock__dirs_close_all(void);
 /* The kept .locks directory of p, taken out of the table while the caller
  * uses it (so no other thread closes it meanwhile): 1 with *d filled, or 0.
  * Its descriptor must be checked (os_fd_is) before use. */

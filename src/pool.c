@@ -268,13 +268,19 @@ void cachelock__pool_put(struct cachelock__handle *h)
 int cachelock__pool_close_all(void)
 {
     struct cachelock__handle *list;
-    struct kept_dir v[DIRS_MAX];
     int t = cachelock__tables_lock();
     list = detach_all();
+    cachelock__tables_unlock(t);
+    return free_chain(list);
+}
+
+int cachelock__dirs_close_all(void)
+{
+    struct kept_dir v[DIRS_MAX];
+    int t = cachelock__tables_lock();
     int n = detach_dirs(v);
     cachelock__tables_unlock(t);
-    free_dirs(v, n);
-    return free_chain(list);
+    return free_dirs(v, n);
 }
 
 /* The slot of p's .locks directory, or NULL.  Called with the mutex held. */
@@ -362,6 +368,7 @@ int cachelock_close_idle(void)
 {
     int old = cachelock__cancel_off();
     int n = cachelock__pool_close_all();
+    cachelock__dirs_close_all();
     cachelock__watchers_close_all();
     cachelock__cancel_restore(old);
     return n;

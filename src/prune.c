@@ -59,8 +59,11 @@ static int prune_one(const char *cache_dir, const char *source, long older_than_
         goto report;
     }
 
-    int64_t age = cachelock__os_age_ms(h->fd);
-    if (age >= 0 && age < older_than_ms) {
+    int64_t age = older_than_ms > 0 ? cachelock__os_age_ms(h->fd) : 0;
+    if (age < 0) {
+        /* Its age unknown, it is not removed. */
+        rc = cachelock__fail((int)age, "read the age of lock file", a.path.buf);
+    } else if (age < older_than_ms) {
         status = CACHELOCK_PRUNE_RECENT;
     } else if (!(flags & CACHELOCK_PRUNE_DRY_RUN)) {
         /* Removed while we hold it exclusively, and only if the name is

@@ -113,24 +113,29 @@ static int finish(struct cachelock_wait *w, int rc)
 static int rewatch(struct cachelock_wait *w)
 {
     struct cachelock__handle *h = w->a.h;
-    if (w->watch_failed || !h)
+    int fresh = 0;
+    if (!h)
         return 0;
-    if (w->watch.fd >= 0 && cachelock__same_id(&w->watched, &h->id))
-        return 0;
-    cachelock__watch_stop(&w->watch);
-    if (cachelock__watch_start(w->a.path.buf, &w->watch) < 0) {
-        /* Out of inotify instances or watches (per-user limits), or a
-         * filesystem without it: fall back to the re-check timer. */
-        w->watch_failed = 1;
-        return 0;
+    if (!w->watch_failed &&
+        (w->watch.fd < 0 || !cachelock__same_id(&w->watched, &h->id))) {
+        cachelock__watch_stop(&w->watch);
+        if (cachelock__watch_start(w->a.path.buf, &w->watch) < 0) {
+            /* Out of inotify instances or watches (per-user limits), or a
+             * filesystem without it: fall back to the re-check timer. */
+            w->watch_failed = 1;
+        } else {
+            w->watched = h->id;
+            fresh = 1;
+        }
     }
-    w->watched = h->id;
-    /* Without the mark a pooled release goes unseen until the re-check
-     * timer; that is the fallback if it cannot be set. */
-    if ((h->flags & (H_LOCAL | H_WAITING)) == H_LOCAL &&
+    /* The descriptor itself may be new (reopened after a failed check, or
+     * a replaced file): mark whatever the wait holds now.  Without the
+     * mark a pooled release goes unseen until the re-check timer; that is
+     * the fallback if it cannot be set. */
+    if (w->watch.fd >= 0 && (h->flags & (H_LOCAL | H_WAITING)) == H_LOCAL &&
         cachelock__os_mark_waiting(h->fd, 1) == 0)
         h->flags |= H_WAITING;
-    return 1;
+    return fresh;
 }
 
 static int step(cachelock_wait_t *w, cachelock_t **out)

@@ -125,13 +125,19 @@ void cachelock__watch_stop(struct cachelock__watch *w)
         return;
     }
     /* The wait may have lasted several calls: the descriptor must still be
-     * our instance before its watch is removed and its queue read. */
+     * our instance before its watch is removed and its queue read.  Only
+     * an instance left empty and without our watch is kept (an idle one
+     * with events is taken for the program's by the next wait, and would
+     * be abandoned, never closed). */
     int is = cachelock__os_notify_is(w->fd, &w->fd_id, 0);
     if (is == 1) {
-        cachelock__os_notify_remove(w->fd, w->wd);  /* -EINVAL: gone already */
+        int rc = cachelock__os_notify_remove(w->fd, w->wd);  /* -EINVAL: gone already */
         cachelock__os_notify_drain(w->fd);
         w->wd = -1;
-        instance_give_back(w);
+        if ((rc == 0 || rc == -EINVAL) && cachelock__os_notify_is(w->fd, &w->fd_id, 1) == 1)
+            instance_give_back(w);
+        else
+            cachelock__os_close(w->fd);
     } else if (is < 0) {
         cachelock__os_close(w->fd);
     }

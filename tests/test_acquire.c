@@ -32,6 +32,20 @@ static void test_modes_are_0666_and_0777_minus_umask(void)
     CHECK(stat(tpath("c/.locks/src.lock"), &st) == 0);
     CHECK_EQ(st.st_mode & 07777, 0666);
     cachelock_release(lock);
+    /* .locks made inside a cache directory that exists already. */
+    CHECK(mkdir(tpath("d"), 0700) == 0);
+    CHECK_EQ(cachelock_acquire(tpath("d"), "src", &lock), 0);
+    CHECK(stat(tpath("d/.locks"), &st) == 0);
+    CHECK_EQ(st.st_mode & 07777, 0777);
+    cachelock_release(lock);
+    umask(027);
+    CHECK(mkdir(tpath("e"), 0700) == 0);
+    CHECK_EQ(cachelock_acquire(tpath("e"), "src", &lock), 0);
+    CHECK(stat(tpath("e/.locks"), &st) == 0);
+    CHECK_EQ(st.st_mode & 07777, 0750);
+    CHECK(stat(tpath("e/.locks/src.lock"), &st) == 0);
+    CHECK_EQ(st.st_mode & 07777, 0640);
+    cachelock_release(lock);
 }
 
 static void test_existing_lock_file_is_not_truncated(void)

@@ -34,7 +34,9 @@
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -773,12 +775,16 @@ static void test_prune_never_moves_a_file_someone_else_holds(void)
     CHECK_EQ(cachelock_acquire(dir, "s", &lock), 0);
     cachelock_release(lock);
     cachelock_close_idle();
+    /* Old enough for an age limit: prune then reads the file's age with
+     * an fstat(2) after its grant, which is where the hook strikes. */
+    struct timeval past[2] = { { 1000, 0 }, { 1000, 0 } };
+    CHECK(utimes(path, past) == 0);
 
     cachelock__syscalls_reset();
     cachelock__sys.flock = hook_flock_note_grant;
     cachelock__sys.fstat = hook_fstat_after_grant;
     cachelock__sys.fstatat = hook_fstatat_in_dir;
-    int rc = cachelock_prune(dir, 0, 0, NULL, NULL);
+    int rc = cachelock_prune(dir, 1000, 0, NULL, NULL);
     cachelock__syscalls_reset();
     CHECK_EQ(after_grant_fired, 1);
     CHECK(rc >= 0);
@@ -886,7 +892,160 @@ static void test_pruner_racing_holders_and_renames_never_lets_two_holders_in(voi
     CHECK(munmap(ar, sizeof *ar) == 0);
 }
 
+/* The program's own inotify instance, with an event queued, under the
+ * reused number: the library must neither read its queue nor add watches
+ * to it (an idle instance of ours is always empty). */
+static void put_inotify(int n)
+{
+    char watched[PATHBUF];
+    int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    CHECK(fd >= 0);
+    if (fd != n) {
+        CHECK(dup2(fd, n) == n);
+        close(fd);
+    }
+    int w = open(at(watched, "watched"), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    CHECK(w >= 0);
+    close(w);
+    CHECK(inotify_add_watch(n, watched, IN_ATTRIB) >= 0);
+    CHECK(chmod(watched, 0600) == 0);           /* one event queued */
+}
+
+static void check_inotify(int n)
+{
+    char buf[512] __attribute__((aligned(__alignof__(struct inotify_event))));
+    CHECK(fcntl(n, F_GETFD) >= 0);
+    ssize_t r = read(n, buf, sizeof buf);
+    CHECK(r >= (ssize_t)sizeof(struct inotify_event));
+    CHECK(((struct inotify_event *)buf)->mask & IN_ATTRIB);
+    CHECK(chmod(tpath("watched"), 0644) == 0);  /* queue one for the next check */
+}
+
+static void test_idle_watch_number_reused_for_an_inotify_instance_is_never_read(void)
+{
+    idle_watch_number_reused(put_inotify, check_inotify);
+}
+
+/* A failure after this acquire created .locks leaves .locks: another
+ * process may have started using it the moment it existed. */
+static int enospc_on_lock_file(int d, const char *p, int f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    int m = va_arg(ap, int);
+    va_end(ap);
+    if (strstr(p, ".lock")) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return openat(d, p, f, m);
+}
+
+static void test_failed_acquire_keeps_the_directories_it_created(void)
+{
+    char locks[PATHBUF];
+    cachelock_t *lock;
+    CHECK(mkdir(tpath("c"), 0777) == 0);
+    cachelock__sys.openat = enospc_on_lock_file;
+    CHECK_EQ(cachelock_acquire(tpath("c"), "s", &lock), -ENOSPC);
+    cachelock__syscalls_reset();
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "cannot create lock file");
+    CHECK(access(at(locks, "c/.locks"), F_OK) == 0);
+    cachelock__sys.openat = enospc_on_lock_file;
+    CHECK_EQ(cachelock_acquire(tpath("d/e"), "s", &lock), -ENOSPC);
+    cachelock__syscalls_reset();
+    CHECK(access(at(locks, "d/e/.locks"), F_OK) == 0);
+}
+
+/* ---- prune against renames at the worst moments ------------------------- */
+
+static struct peer prune_peer;
+static char held_elsewhere[PATHBUF], pruned_name[PATHBUF];
+static int swap_done, foreign_renames;
+static uint64_t foreign_ino;
+
+/* After the pruner's check that the name is its file (an fstatat relative
+ * to .locks), the file another process holds is renamed onto the name. */
+static int swap_after_check(int d, const char *p, struct stat *st, int f)
+{
+    int rc = fstatat(d, p, st, f);
+    if (d != AT_FDCWD && !swap_done && strcmp(p, "s.lock") == 0) {
+        swap_done = 1;
+        CHECK(rename(held_elsewhere, pruned_name) == 0);
+    }
+    return rc;
+}
+
+/* Prune checked the name, then the name became another process's file:
+ * prune must neither remove nor keep away that file (it goes back). */
+static void test_prune_never_removes_a_file_renamed_onto_the_name_after_its_check(void)
+{
+    struct stat st;
+    at(held_elsewhere, ".locks/g.lock");
+    at(pruned_name, ".locks/s.lock");
+    prune_peer = peer_spawn(tap_dir, "g");
+    CHECK_EQ(cachelock_prepare(tap_dir, "s", 0), 0);
+    uint64_t g = peer_take(&prune_peer);
+    cachelock_close_idle();
+    cachelock__sys.fstatat = swap_after_check;
+    int removed = cachelock_prune(tap_dir, 0, 0, NULL, NULL);
+    cachelock__syscalls_reset();
+    CHECK(swap_done);
+    CHECK(stat(pruned_name, &st) == 0);             /* not removed */
+    CHECK_EQ((uint64_t)st.st_ino, g);               /* the peer's file, back */
+    CHECK(removed <= 1);
+    CHECK_EQ(try_elsewhere(tap_dir, "s"), -EWOULDBLOCK);
+    peer_finish(&prune_peer);
+}
+
+/* Renames by the pruner are spied on: it must never rename a file that is
+ * not the one it holds. */
+static int spy_renameat(int od, const char *op, int nd, const char *np)
+{
+    struct stat st;
+    if (fstatat(od, op, &st, AT_SYMLINK_NOFOLLOW) == 0 && (uint64_t)st.st_ino == foreign_ino)
+        foreign_renames++;
+    return renameat(od, op, nd, np);
+}
+
+/* Right after the pruner's path check, .locks is renamed away and a new
+ * .locks holds another process's file under the name. */
+static int swap_locks_after_path_check(int d, const char *p, struct stat *st, int f)
+{
+    int rc = fstatat(d, p, st, f);
+    if (d == AT_FDCWD && !swap_done && strstr(p, "/.locks/s.lock")) {
+        char from[PATHBUF], to[PATHBUF];
+        swap_done = 1;
+        CHECK(rename(at(from, ".locks"), at(to, ".locks.old")) == 0);
+        foreign_ino = peer_take(&prune_peer);       /* creates .locks/s.lock anew */
+    }
+    return rc;
+}
+
+static void test_prune_never_renames_a_file_in_a_locks_dir_swapped_after_its_check(void)
+{
+    struct stat st;
+    char path[PATHBUF];
+    prune_peer = peer_spawn(tap_dir, "s");
+    CHECK_EQ(cachelock_prepare(tap_dir, "s", 0), 0);
+    cachelock_close_idle();
+    cachelock__sys.fstatat = swap_locks_after_path_check;
+    cachelock__sys.renameat = spy_renameat;
+    cachelock_prune(tap_dir, 0, 0, NULL, NULL);
+    cachelock__syscalls_reset();
+    CHECK(swap_done);
+    CHECK_EQ(foreign_renames, 0);
+    CHECK(stat(at(path, ".locks/s.lock"), &st) == 0);
+    CHECK_EQ((uint64_t)st.st_ino, foreign_ino);
+    CHECK_EQ(try_elsewhere(tap_dir, "s"), -EWOULDBLOCK);
+    peer_finish(&prune_peer);
+}
+
 TAP_MAIN(
+    T(test_idle_watch_number_reused_for_an_inotify_instance_is_never_read, 10),
+    T(test_failed_acquire_keeps_the_directories_it_created, 10),
+    T(test_prune_never_removes_a_file_renamed_onto_the_name_after_its_check, 10),
+    T(test_prune_never_renames_a_file_in_a_locks_dir_swapped_after_its_check, 10),
     T(test_failed_acquire_never_unlinks_a_lock_file_someone_holds, 10),
     T(test_renamed_lock_file_gives_no_second_holder, 10),
     T(test_renamed_locks_dir_gives_no_second_holder, 10),

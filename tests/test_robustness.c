@@ -737,7 +737,56 @@ static void test_own_shared_lock_busy_for_exclusive_try_and_timed(void)
     cachelock_release(mine);
 }
 
+/* A thread whose cancellation is pending (deferred) calls the library: no
+ * call may act on it halfway (open, close and read are cancellation points
+ * in glibc), so the acquire and the release complete and the thread is
+ * cancelled only at its own next cancellation point, with nothing leaked
+ * and the lock free. */
+static int after_acquire, after_release, pending_rc = -1;
+
+static void *acquire_with_cancel_pending(void *arg)
+{
+    cachelock_t *lock;
+    int old;
+    (void)arg;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    pthread_cancel(pthread_self());
+    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
+    pending_rc = cachelock_acquire(tap_dir, "s", &lock);     /* a free lock */
+    __atomic_store_n(&after_acquire, 1, __ATOMIC_SEQ_CST);
+    if (pending_rc == 0)
+        cachelock_release(lock);
+    __atomic_store_n(&after_release, 1, __ATOMIC_SEQ_CST);
+    cachelock_close_idle();
+    pthread_testcancel();
+    return NULL;
+}
+
+static void test_calls_complete_with_a_cancel_pending(void)
+{
+    pthread_t t;
+    void *res = NULL;
+    cachelock_t *warm;
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &warm), 0);     /* creates the file */
+    cachelock_release(warm);
+    cachelock_close_idle();
+    int fds = count_fds();
+    CHECK_EQ(pthread_create(&t, NULL, acquire_with_cancel_pending, NULL), 0);
+    CHECK_EQ(pthread_join(t, &res), 0);
+    CHECK(res == PTHREAD_CANCELED);
+    CHECK_EQ(pending_rc, 0);
+    CHECK(after_acquire && after_release);
+    CHECK_EQ(count_fds(), fds);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0)
+        _exit(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE) == 0 ? 0 : 1);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 TAP_MAIN(
+    T(test_calls_complete_with_a_cancel_pending, 10),
     T(test_cancelled_timed_acquire_gives_everything_back, 15),
     T(test_huge_timeouts_wait_for_the_release),
     T(test_huge_timeouts_keep_async_waits_in_progress),

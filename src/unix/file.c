@@ -465,18 +465,24 @@ int cachelock__os_remove_held(struct cachelock__path *p, const struct cachelock_
         cachelock__sys.close(dfd);
         return rc;
     }
-    if (cachelock__sys.fstatat(dfd, tmp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        (uint64_t)st.st_dev == id->dev && (uint64_t)st.st_ino == id->ino) {
-        rc = cachelock__sys.unlinkat(dfd, tmp, 0) == 0
-                 ? 0 : cachelock__fail(-errno, "remove lock file", p->buf);
+    int ours = 0, err = 0;
+    if (cachelock__sys.fstatat(dfd, tmp, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        err = -errno;
+    else
+        ours = (uint64_t)st.st_dev == id->dev && (uint64_t)st.st_ino == id->ino;
+    if (ours && cachelock__sys.unlinkat(dfd, tmp, 0) == 0) {
+        rc = 0;
     } else {
-        /* Not ours: someone renamed another file to this name a moment
-         * ago.  Put it back, unless the name has been taken again since
-         * (linkat(2) never replaces); then it stays under the private name
-         * rather than being removed while someone may hold it. */
+        if (ours)
+            err = -errno;
+        /* Not removed: not ours (someone renamed another file to this name
+         * a moment ago), or we could not tell or not unlink.  Put it back,
+         * unless the name has been taken again since (linkat(2) never
+         * replaces); then it stays under the private name rather than being
+         * removed while someone may hold it. */
         if (linkat(dfd, tmp, dfd, cachelock__path_file(p), 0) == 0)
             cachelock__sys.unlinkat(dfd, tmp, 0);
-        rc = 1;
+        rc = err < 0 ? cachelock__fail(err, "remove lock file", p->buf) : 1;
     }
     cachelock__sys.close(dfd);
     return rc;
