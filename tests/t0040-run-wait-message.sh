@@ -5,7 +5,7 @@ plan 6
 
 t_message_names_source_path_and_holder() {
     hold s &&
-    "$CACHELOCK" run -w 0.3 "$D" s -- true 2>"$T/err"
+    expect_status 1 "$CACHELOCK" run -w 0.3 "$D" s -- true 2>"$T/err" &&
     grep -q "^cachelock: waiting for 's' ('$D/.locks/s.lock'), held exclusive by pid $HOLDER (.*cachelock run $D s -- sh -c" "$T/err" &&
     grep -q "locks die with their process, so a wait means a live holder" "$T/err" &&
     grep -q "giving up after 0.3s" "$T/err" &&
@@ -37,7 +37,7 @@ ok "-q silences the wait and conflict messages" t_quiet_silences_it
 t_flock1_holder_is_named() {
     mkdir -p "$D/.locks" && : > "$D/.locks/s.lock" &&
     flock1_hold "$D/.locks/s.lock" &&
-    "$CACHELOCK" run -w 0.2 "$D" s -- true 2>"$T/err"
+    expect_status 1 "$CACHELOCK" run -w 0.2 "$D" s -- true 2>"$T/err" &&
     grep -q "held exclusive by pid $FLOCK1 (flock $D/.locks/s.lock sh -c" "$T/err"
 }
 ok "a flock(1) holder is named from /proc/locks" t_flock1_holder_is_named
@@ -49,16 +49,16 @@ t_shared_holders_are_counted() {
     h2=$!
     bg_pid $h2
     wait_for_file "$T/h2" && bg_pid "$(cat "$T/h2")" &&
-    "$CACHELOCK" run -x -w 0.2 "$D" a -- true 2>"$T/err"
-    grep -q "held shared by 2: pid $h1 (.*), pid $h2 (.*)" "$T/err" ||
-    grep -q "held shared by 2: pid $h2 (.*), pid $h1 (.*)" "$T/err"
+    expect_status 1 "$CACHELOCK" run -x -w 0.2 "$D" a -- true 2>"$T/err" &&
+    { grep -q "held shared by 2: pid $h1 (.*), pid $h2 (.*)" "$T/err" ||
+      grep -q "held shared by 2: pid $h2 (.*), pid $h1 (.*)" "$T/err"; }
 }
 ok "shared holders are counted and listed" t_shared_holders_are_counted
 
 t_terminal_shows_elapsed_counter() {
     hold s &&
     # script(1) gives the waiter a terminal for stderr.
-    script -qec "'$CACHELOCK' run -w 1.2 '$D' s -- true" /dev/null >"$T/tty" 2>&1
+    expect_status 1 script -qec "'$CACHELOCK' run -w 1.2 '$D' s -- true" /dev/null >"$T/tty" 2>&1 &&
     grep -q "waited 1s" "$T/tty" &&
     grep -q "waited 1.2s" "$T/tty" &&
     grep -q "timed out after 1200 ms" "$T/tty"
