@@ -55,7 +55,7 @@ TESTS    := $(TEST_C:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BUILD)/bench/bench_handoff $(BUILD)/bench/bench_acquire $(BUILD)/bench/bench_contended \
             $(BUILD)/bench/bench_peers $(BUILD)/bench/bench_scale $(BUILD)/bench/bench_status
 
-.PHONY: all check demo install uninstall bench torture valgrind fuzz clean
+.PHONY: all check demo install uninstall bench torture valgrind fuzz mutants clean
 
 all: $(STATIC) $(SHARED) $(CLI) $(EXAMPLES)
 
@@ -92,9 +92,13 @@ $(BUILD)/bench/%: bench/%.c bench/bench.h $(STATIC) include/cachelock.h
 	$(CC) $(ALLCFLAGS) -o $@ $< $(STATIC) $(ALLLDFLAGS)
 
 # The suite: C unit tests and tNNNN-*.sh CLI tests, all TAP, all through prove.
+# Every case of a program has its own time limit (tap.h's alarm, lib.sh's
+# timeout(1)); TEST_LIMIT bounds each whole program too, so that nothing
+# the cases miss can hang the suite.
+TEST_LIMIT ?= 600
 check: all $(TESTS)
 	BUILD=$(abspath $(BUILD)) CC="$(CC)" SANITIZE="$(SANITIZE)" \
-	    prove -f --timer $(TESTS) tests/t[0-9]*.sh
+	    prove -f --timer --exec 'timeout -k 10 $(TEST_LIMIT)' $(TESTS) tests/t[0-9]*.sh
 
 demo: $(CLI) $(BUILD)/examples/take_turns
 	BUILD=$(abspath $(BUILD)) sh examples/demo.sh
@@ -170,10 +174,25 @@ bench: $(BENCHES) $(BUILD)/bench/bench_syscalls $(PEER_PROGS) $(CLI)
 	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_scale
 	@echo
 	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_status $(CLI)
+	@echo; BENCH_JSON=$(abspath $(BUILD))/bench/results.jsonl $(MAKE) --no-print-directory rust-bench
 	@awk 'BEGIN { print "[" } NR > 1 { print "," } { printf "  %s", $$0 } END { print "\n]" }' \
 	    $(BUILD)/bench/results.jsonl > bench/results.json
 	@awk -f bench/summary.awk $(BUILD)/bench/results.jsonl
 	@echo "results written to bench/results.json"
+
+# The Rust crate, bindings/rust, linked against $(STATIC) and built offline
+# against Debian's crates: `make rust` builds it, `make rust-lint` runs
+# rustfmt, clippy and rustdoc on it, tests/t0900-rust.sh runs `cargo test`
+# in `make check`, and `make bench` runs its benchmark.  Without cargo or
+# the crates they say SKIP and why (see bindings/rust/cargo.sh).
+RUST_CARGO = BUILD=$(abspath $(BUILD)) CARGO="$(CARGO)" sh bindings/rust/cargo.sh --make
+.PHONY: rust rust-lint rust-bench
+rust: $(STATIC)
+	@$(RUST_CARGO) build
+rust-lint: $(STATIC)
+	@$(RUST_CARGO) lint
+rust-bench: $(STATIC) $(BUILD)/bench/bench_syscalls
+	@CACHELOCK_BENCH_SYSCALLS=$(abspath $(BUILD))/bench/bench_syscalls $(RUST_CARGO) bench --bench acquire
 
 # Processes, threads, a pruner and a killer, then renames, _Fork() children,
 # a descriptor closer and a thread pool (tests/torture_chaos.c): half of
@@ -211,6 +230,13 @@ $(BUILD)/tests/torture: tests/torture.c $(STATIC) include/cachelock.h
 $(BUILD)/tests/torture_chaos: tests/torture_chaos.c $(STATIC) include/cachelock.h
 	@mkdir -p $(@D)
 	$(CC) $(ALLCFLAGS) -o $@ $< $(STATIC) $(ALLLDFLAGS)
+
+# Mutation testing: each property of README's Semantics table broken on
+# purpose (tests/mutants/mutations.txt), one at a time, in scratch copies of
+# the tree; some named test must fail.  Reports breaks that survive, stale
+# mutations and rows without one.  MUTANTS_JOBS (2), MUTANTS_TIMEOUT (120 s).
+mutants:
+	CC="$(CC)" bash tests/mutants/run.sh
 
 install: all
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR) \

@@ -57,7 +57,9 @@
  *   may have started using it the moment it existed.  Nothing is ever
  *   created outside the cache directory.  The system calls of acquire,
  *   wait, release and prune go through an internal table, and
- *   tests/test_faults.c makes each one fail in turn to prove this.
+ *   tests/test_faults.c makes each one fail in turn to prove this (all but
+ *   reading the entries of .locks, and prune's linkat(2) that puts back a
+ *   file renamed onto a name in the instant it was being removed).
  *
  *   -EWOULDBLOCK ("busy", from a try) and -ETIMEDOUT (the deadline passed)
  *   are outcomes, not errors of the system: the lock is held by someone else.
@@ -628,12 +630,14 @@ CACHELOCK_EXTERN const char *cachelock_version(void);
 /* What cachelock_prune() did with one lock file. */
 typedef enum cachelock_prune_status {
     CACHELOCK_PRUNE_REMOVED = 0,    /* unlinked (or would be, with DRY_RUN) */
-    CACHELOCK_PRUNE_BUSY = 1,       /* someone holds it: left alone */
+    CACHELOCK_PRUNE_BUSY = 1,       /* someone holds it, or it was replaced
+                                       meanwhile (not ours): left alone */
     CACHELOCK_PRUNE_RECENT = 2,     /* newer than older_than_ms: left alone */
     CACHELOCK_PRUNE_FAILED = 3      /* an error (err says which): left alone */
 } cachelock_prune_status_t;
 
-/* Called once per lock file; err is 0 or the negative code of a failure. */
+/* Called once per lock file; err is 0, -EWOULDBLOCK with
+ * CACHELOCK_PRUNE_BUSY, or the negative code of a failure. */
 typedef void (*cachelock_prune_fn)(const char *source, cachelock_prune_status_t status,
                                    int err, void *ctx);
 
@@ -663,8 +667,10 @@ typedef void (*cachelock_prune_fn)(const char *source, cachelock_prune_status_t 
  * they end up holding a lock nobody else sees.  Prune only caches whose
  * users are all this library, or while they are idle.
  *
- * Returns the number of files removed (or that would be), or -EINVAL,
- * -ENAMETOOLONG, -ENOTDIR, -EACCES, ... when the cache cannot be listed.
+ * Returns the number of files removed (or that would be), 0 for a cache
+ * without .locks (or no cache at all: there is nothing to prune), or
+ * -EINVAL, -ENAMETOOLONG, -ENOTDIR, -EACCES, ... when the cache cannot be
+ * listed.
  * Failures on single files are reported through report and do not stop it.
  */
 CACHELOCK_EXTERN int cachelock_prune(const char *cache_dir, long older_than_ms, unsigned flags,

@@ -480,8 +480,21 @@ int cachelock__os_remove_held(struct cachelock__path *p, const struct cachelock_
          * unless the name has been taken again since (linkat(2) never
          * replaces); then it stays under the private name rather than being
          * removed while someone may hold it. */
-        if (linkat(dfd, tmp, dfd, cachelock__path_file(p), 0) == 0)
+        if (linkat(dfd, tmp, dfd, cachelock__path_file(p), 0) == 0) {
             cachelock__sys.unlinkat(dfd, tmp, 0);
+        } else if (errno != EEXIST) {
+            /* Neither removed nor back: say where it is.  (linkat is
+             * not in the system-call table: this branch follows a race or
+             * another failure, which the fault tests inject one at a time.) */
+            int lerr = errno;
+            char *c = strrchr(p->buf, '/');
+            *c = '\0';
+            rc = cachelock__failf(-lerr, "cannot put back lock file '%s/%s' from '%s/%s': %s",
+                                  p->buf, c + 1, p->buf, tmp, cachelock_strerror(lerr));
+            *c = '/';
+            cachelock__sys.close(dfd);
+            return rc;
+        }
         rc = err < 0 ? cachelock__fail(err, "remove lock file", p->buf) : 1;
     }
     cachelock__sys.close(dfd);
