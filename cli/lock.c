@@ -14,15 +14,15 @@
  *   check FD: open, a regular file named {CACHE_DIR}/.locks/{SOURCE}.lock
  *        (its name from /proc/self/fd), not removed ─> else 64 (or 75)
  *   try flock(LOCK_NB) ─busy─> -n: conflict status
- *        │                └──> say who holds it, arm the timer (-w), block
- *        │                     in flock(2) until granted or the timer's
- *        │                     SIGALRM (no SA_RESTART) ends it: conflict
+ *        │                └──> say who holds it, block in flock(2) until
+ *        │                     granted (-w: a child blocks for us, and is
+ *        │                     killed at the deadline: conflict)
  *        v granted
  *   look the path up again: still this file? ─no─> unlock, 75: the script
  *        must open the path again (the file was pruned or replaced while
  *        it waited, and whoever locks the path now would not see our lock)
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE
 #include "cli.h"
 #include "cachelock.h"
 
@@ -32,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -196,55 +198,79 @@ static int identify(struct lockfile *f, unsigned flags)
     return 0;
 }
 
-static volatile sig_atomic_t expired;
-
-static void on_timer(int sig, siginfo_t *si, void *ctx)
+/* A wait with a time limit.  A child process blocks in flock(2) on the
+ * same open file description: a lock granted to it is the description's,
+ * so the script's.  This process waits for the child for at most ms
+ * milliseconds (SIGCHLD blocked, sigtimedwait(2)); at the deadline it kills
+ * the child, whose pending request the kernel then drops, and looks once
+ * more without waiting: the lock is ours if the child got it in the
+ * meantime (a second lock call on the same description succeeds), or if
+ * it is free right now.  No timer signal interrupts anything, so neither a
+ * caller's signal mask nor SA_RESTART semantics (ThreadSanitizer, for one,
+ * installs its handlers with it) can stretch or cut the wait, and a
+ * SIGALRM from kill(1) is ignored meanwhile.  Returns 0 when held, 1 when
+ * the time ran out, or -errno. */
+static int timed_flock(int fd, int op, long ms)
 {
-    (void)sig;
-    (void)ctx;
-    /* Only our timer ends the wait, not a SIGALRM sent with kill(1). */
-    if (si->si_code == SI_TIMER)
-        expired = 1;
-}
+    sigset_t chld, old;
+    struct sigaction ign, old_alrm;
+    int status, rc;
 
-/* Arm a timer that interrupts flock(2) after ms milliseconds: SIGALRM with
- * a handler installed without SA_RESTART, so the blocked call returns
- * EINTR, as in flock(1).  It fires again every 10 ms after that, so a
- * signal that lands just before flock(2) blocks is followed by another
- * one.  0, or -errno. */
-static int arm_timer(long ms, timer_t *timer)
-{
-    struct sigaction sa;
-    struct sigevent sev;
-    struct itimerspec its;
-    sigset_t alarm;
-
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_timer;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGALRM, &sa, NULL) < 0)
-        return -errno;
-    /* A signal mask inherited with SIGALRM blocked would make us wait
-     * forever. */
-    sigemptyset(&alarm);
-    sigaddset(&alarm, SIGALRM);
-    sigprocmask(SIG_UNBLOCK, &alarm, NULL);
-    memset(&sev, 0, sizeof sev);
-    sev.sigev_notify = SIGEV_SIGNAL;
-    sev.sigev_signo = SIGALRM;
-    if (timer_create(CLOCK_MONOTONIC, &sev, timer) < 0)
-        return -errno;
-    memset(&its, 0, sizeof its);
-    its.it_value.tv_sec = (time_t)(ms / 1000);
-    its.it_value.tv_nsec = (ms % 1000) * 1000000L;
-    its.it_interval.tv_nsec = 10 * 1000000L;
-    if (timer_settime(*timer, 0, &its, NULL) < 0) {
-        int err = errno;
-        timer_delete(*timer);
-        return -err;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGALRM, &ign, &old_alrm);
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, &old);
+    pid_t pid = fork();
+    if (pid < 0) {
+        rc = -errno;
+        goto out;
     }
-    return 0;
+    if (pid == 0) {
+        /* Not to outlive us: if we die, the request goes with this child. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        _exit(flock(fd, op) == 0 ? 0 : 1);
+    }
+    struct timespec end, now, left;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += (time_t)(ms / 1000);
+    end.tv_nsec += (ms % 1000) * 1000000L;
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            rc = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+            if (rc < 0 && flock(fd, op | LOCK_NB) == 0)
+                rc = 0;
+            goto out;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+            break;
+        left.tv_sec = end.tv_sec - now.tv_sec;
+        left.tv_nsec = end.tv_nsec - now.tv_nsec;
+        if (left.tv_nsec < 0) {
+            left.tv_sec--;
+            left.tv_nsec += 1000000000L;
+        }
+        sigtimedwait(&chld, NULL, &left);      /* a SIGCHLD, or the deadline */
+    }
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (flock(fd, op | LOCK_NB) == 0)
+        rc = 0;
+    else
+        rc = errno == EWOULDBLOCK ? 1 : -errno;
+out:
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    sigaction(SIGALRM, &old_alrm, NULL);
+    return rc;
 }
 
 struct lock_opts {
@@ -264,8 +290,7 @@ static int sys_error(const struct lockfile *f, const char *what, int err)
 static int take(const struct lock_opts *o, const struct lockfile *f)
 {
     char who[2048];
-    timer_t timer;
-    int armed = 0, rc;
+    int rc;
 
     if (flock(f->fd, o->op | LOCK_NB) == 0)
         return 0;
@@ -287,29 +312,22 @@ static int take(const struct lock_opts *o, const struct lockfile *f)
                   "wait means a live holder%s", f->shown, f->fd, who, limit);
     }
     if (o->timeout_ms > 0) {
-        if ((rc = arm_timer(o->timeout_ms, &timer)) < 0)
-            return sys_error(f, "set a timer for", -rc);
-        armed = 1;
-    }
-    for (;;) {
-        if (expired) {
-            rc = o->conflict_code;
+        rc = timed_flock(f->fd, o->op, o->timeout_ms);
+        if (rc < 0)
+            return sys_error(f, "lock", -rc);
+        if (rc == 1) {
             if (!o->quiet)
                 cli_error("timed out after %ld ms waiting for lock '%s'", o->timeout_ms, f->shown);
-            break;
+            return o->conflict_code;
         }
-        if (flock(f->fd, o->op) == 0) {
-            rc = 0;
-            break;
-        }
-        if (errno != EINTR) {
-            rc = sys_error(f, "lock", errno);
-            break;
-        }
+        return 0;
     }
-    if (armed)
-        timer_delete(timer);
-    return rc;
+    for (;;) {
+        if (flock(f->fd, o->op) == 0)
+            return 0;
+        if (errno != EINTR)
+            return sys_error(f, "lock", errno);
+    }
 }
 
 /* After the grant: does the path still name the file we locked? */
