@@ -161,7 +161,7 @@ $(PEERS)/ccpm_lock: $(CCPM_LOCK_SRC)
 
 # Each benchmark prints a table and appends JSON objects to one file, which
 # becomes bench/results.json (an array) to compare runs over time.
-bench: $(BENCHES) $(BUILD)/bench/bench_syscalls $(PEER_PROGS) $(CLI)
+bench: $(BENCHES) $(BUILD)/bench/bench_syscalls $(PEER_PROGS) $(CLI) $(SHARED)
 	@rm -f $(BUILD)/bench/results.jsonl
 	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_acquire
 	@echo
@@ -175,6 +175,7 @@ bench: $(BENCHES) $(BUILD)/bench/bench_syscalls $(PEER_PROGS) $(CLI)
 	@echo
 	BENCH_JSON=$(BUILD)/bench/results.jsonl $(BUILD)/bench/bench_status $(CLI)
 	@echo; BENCH_JSON=$(abspath $(BUILD))/bench/results.jsonl $(MAKE) --no-print-directory rust-bench
+	@echo; BENCH_JSON=$(BUILD)/bench/results.jsonl CACHELOCK_LIBRARY=$(abspath $(BUILD))/$(SONAME) $(BENCH_PYTHON) bindings/python/bench/bench_python.py
 	@awk 'BEGIN { print "[" } NR > 1 { print "," } { printf "  %s", $$0 } END { print "\n]" }' \
 	    $(BUILD)/bench/results.jsonl > bench/results.json
 	@awk -f bench/summary.awk $(BUILD)/bench/results.jsonl
@@ -238,6 +239,15 @@ $(BUILD)/tests/torture_chaos: tests/torture_chaos.c $(STATIC) include/cachelock.
 mutants:
 	CC="$(CC)" bash tests/mutants/run.sh
 
+# `make install PYTHON=python3` also installs the Python package
+# (bindings/python) for that interpreter, under PREFIX (see
+# bindings/python/sitedir.py), where it finds the library in $(PREFIX)/lib.
+# Only when asked on the command line: a PYTHON in the environment is not.
+PYTHON =
+PYTHON_SITEDIR ?= $(or $(shell $(PYTHON) bindings/python/sitedir.py $(PREFIX)),\
+                     $(error PYTHON=$(PYTHON) cannot say where its packages go))
+PY_SRC := $(wildcard bindings/python/src/cachelock/*.py) bindings/python/src/cachelock/py.typed
+
 install: all
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR) \
 	           $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
@@ -252,11 +262,14 @@ install: all
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
 	install -m 644 man/cachelock.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/cachelock.3 $(DESTDIR)$(MANDIR)/man3/
+	$(if $(PYTHON),install -d $(DESTDIR)$(PYTHON_SITEDIR)/cachelock)
+	$(if $(PYTHON),install -m 644 $(PY_SRC) $(DESTDIR)$(PYTHON_SITEDIR)/cachelock/)
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/cachelock.h $(DESTDIR)$(LIBDIR)/libcachelock.* \
 	      $(DESTDIR)$(LIBDIR)/pkgconfig/cachelock.pc $(DESTDIR)$(BINDIR)/cachelock \
 	      $(DESTDIR)$(MANDIR)/man1/cachelock.1 $(DESTDIR)$(MANDIR)/man3/cachelock.3
+	$(if $(PYTHON),rm -rf $(DESTDIR)$(PYTHON_SITEDIR)/cachelock)
 
 clean:
 	rm -rf build build-*

@@ -258,7 +258,10 @@ static int wait_with_signal(long timeout_ms, int flags, struct holder *h)
         /* A timed waiter sleeps in poll(2) between short steps; a signal
          * that lands in a step (or before the first poll) interrupts
          * nothing, so keep signalling for a while. */
-        while (!has_inotify(pid))
+        /* Until it sleeps on an inotify instance, for at most 2 s: out of
+         * instances (the per-user limit is shared by every process of the
+         * user), it sleeps on its timer alone, where a signal lands too. */
+        for (int i = 0; i < 2000 && !has_inotify(pid); i++)
             usleep(1000);
         int answered = 0;
         for (int i = 0; i < 60 && !answered; i++) {
@@ -371,7 +374,7 @@ static void test_timed_wait_survives_lock_file_replacement(void)
             _exit(2);
         _exit(0);
     }
-    while (!has_inotify(pid))
+    for (int i = 0; i < 2000 && !has_inotify(pid); i++)   /* see wait_with_signal */
         usleep(1000);
     CHECK(unlink(tpath(".locks/s.lock")) == 0);
     cachelock_release(lock);
