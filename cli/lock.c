@@ -361,6 +361,8 @@ int cli_lock(int argc, char **argv)
     struct lock_opts o = { LOCK_EX, -1, EXIT_CONFLICT_DEFAULT, 0, 0, 0 };
     struct lockfile f;
     int c, rc, nonblock = 0, timeout_set = 0;
+    memset(&f, 0, sizeof f);
+    f.fd = -1;
     long v;
     const char *env;
 
