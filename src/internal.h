@@ -384,6 +384,29 @@ int cachelock__os_locks_on(const struct cachelock__fileid *id, cachelock__lock_f
 int cachelock__os_locks_all(cachelock__lock_fn fn, void *ctx);
 /* The command line of pid into buf ("" when unreadable). */
 void cachelock__os_command(int pid, char *buf, size_t size);
+/* Does the lock table show the locks of every process of this machine?
+ * 1 yes; 0 when it shows only those of this process's PID namespace (a
+ * container with its own /proc: the kernel leaves out locks of processes
+ * it cannot see); -ENOSYS without a table. */
+int cachelock__os_locks_complete(void);
+/* Which of the files ids[0..n) (sorted by dev, then ino) process pid, as
+ * the lock table numbers it, holds an flock(2) lock on through one of its
+ * descriptors: held[i] is set to 1 for those.  0; -ESRCH when there is no
+ * such process in the table's namespace; -EACCES when its descriptors
+ * cannot be looked at (another user's process): nothing is known. */
+int cachelock__os_pid_holds(int pid, const struct cachelock__fileid *ids, size_t n,
+                            unsigned char *held);
+/* The number in this process's PID namespace of the process that the
+ * lock table numbers pid, or 0 when it has none here (it runs in another
+ * namespace). */
+int cachelock__os_pid_here(int pid);
+/* Every process (numbered as the lock table does) whose descriptors hold
+ * an flock(2) lock on one of ids[0..n) (sorted by dev, then ino):
+ * fn(pid, i, ctx) for each such file i.  0, -ENOSYS without /proc, or what
+ * fn returned (negative: stop).  Processes of other users are skipped
+ * unless the caller may look at their descriptors. */
+int cachelock__os_find_holders(const struct cachelock__fileid *ids, size_t n,
+                               int (*fn)(int pid, size_t i, void *ctx), void *ctx);
 /* Parse one line of /proc/locks; 0 on success, -EINVAL if malformed or
  * not a flock(2) lock. */
 int cachelock__parse_lockline(const char *line, struct cachelock__lockline *out);

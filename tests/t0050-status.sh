@@ -48,7 +48,7 @@ t_flock1_holder_and_waiter() {
     cat "$T/out" &&
     grep -q "^s: exclusive by pid $FLOCK1 (flock $D/.locks/s.lock sh -c .*); 1 waiting: pid $w (flock -s $D/.locks/s.lock true)$" "$T/out" &&
     "$CACHELOCK" status --json "$D" s >"$T/json" &&
-    grep -q "\"waiters\":\[{\"pid\":$w,\"mode\":\"shared\",\"command\":\"flock -s $D/.locks/s.lock true\"}\]" "$T/json"
+    grep -q "\"waiters\":\[{\"pid\":$w,\"mode\":\"shared\",\"command\":\"flock -s $D/.locks/s.lock true\",\"visible\":true}\]" "$T/json"
 }
 ok "status sees a flock(1) holder and a blocked waiter" t_flock1_holder_and_waiter
 

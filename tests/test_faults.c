@@ -2056,7 +2056,9 @@ static const struct expect t_holders[] = {
     { E_FSTATAT, "1", ANY, "-ERR kept=0", "identity of the lock file (ENOENT: never locked)" },
 };
 
-/* a is free, b held: listing (open #1), then the identity of each. */
+/* a is free, b held: listing (open #1), then the identity of each, then
+ * the filesystem of .locks (open #2, fstat #1, fstatfs #1, close #1): it
+ * is local, so a, which shows no holder, is not tried. */
 static const struct expect t_status[] = {
     { E_MALLOC, "1", ANY, "-ENOMEM kept=0", "listing .locks" },
     { E_MALLOC, "2,3", ANY, "-ENOMEM kept=0", "a's, b's path: the status is unknown, the "
@@ -2067,6 +2069,15 @@ static const struct expect t_status[] = {
     { E_FSTATAT, "2", A(ENOENT, ENOTDIR), "0 a=0 b=0 kept=0", "b removed meanwhile: free" },
     { E_FSTATAT, "*", ANY, "-ERR kept=0", "an identity unknown: the error, as from "
       "cachelock_holders()" },
+    { E_MALLOC, "4,5", ANY, "-ENOMEM kept=0", "a's, b's path, to try a source that shows no "
+      "holder: the status is unknown, the error" },
+    { E_OPEN, "2", ANY, "0 a=0 b=1 kept=0", "the filesystem of .locks cannot be read: a, which "
+      "shows no holder, is tried (the table may miss holders elsewhere), and is free" },
+    { E_FSTAT, "1", ANY, "0 a=0 b=1 kept=0", "the filesystem of .locks cannot be read: a is "
+      "tried, and is free" },
+    { E_FSTATFS, "1", ANY, "0 a=0 b=1 kept=0", "the filesystem of .locks of unknown kind: a is "
+      "tried, and is free" },
+    { E_CLOSE, "1", ANY, "0 a=0 b=1 kept=0", "close(2) fails: ignored" },
 };
 
 #define PATH(var, name, baseline, init, setup, run, table, may_add, may_remove_a) \
