@@ -103,5 +103,6 @@ int cli_path(int argc, char **argv);
 int cli_prune(int argc, char **argv);
 int cli_lock(int argc, char **argv);
 int cli_unlock(int argc, char **argv);
+int cli_selftest(int argc, char **argv);
 
 #endif
