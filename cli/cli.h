@@ -87,9 +87,9 @@ void cli_describe_holders(const char *dir, const char *source, char *buf, size_t
 struct cachelock_holder;
 void cli_describe_person(const struct cachelock_holder *h, char *buf, size_t size);
 /* For a cache on filesystem kind (from cachelock_fs_of; negative: not
- * known), what a person should know about its locks: "" on a local
- * filesystem, else "the cache is on nfs (not a local filesystem), where
- * locks may not exclude ...". */
+ * known), what a person should know about its locks: "the cache is on nfs
+ * (not a local filesystem), where locks may not exclude ..." for a kind
+ * known not to be local, else "". */
 void cli_fs_note(int kind, char *buf, size_t size);
 /* Flush and close stdout; report a write error, and output lost because
  * stdout was closed.  Returns 0 or EXIT_OSERR. */

@@ -274,8 +274,10 @@ static int take(const struct lock_opts *o, const struct lockfile *f)
     int fs = cachelock_fs_of(f->dir);
     cli_fs_note(fs, note, sizeof note);
     if (o->local_only && fs != CACHELOCK_FS_LOCAL) {
-        cli_error("cannot lock '%s' (descriptor %d): %s; --local-only refuses it", f->shown,
-                  f->fd, note[0] ? note : "the filesystem cannot be read");
+        cli_error("cannot lock '%s' (descriptor %d): the cache is on %s, not a local "
+                  "filesystem, and --local-only refuses it", f->shown, f->fd,
+                  fs == CACHELOCK_FS_UNKNOWN ? "a filesystem of unknown kind"
+                  : fs < 0 ? "a filesystem that cannot be read" : cachelock_fs_name(fs));
         return EXIT_UNAVAILABLE;
     }
 

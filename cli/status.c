@@ -201,10 +201,11 @@ int cli_status(int argc, char **argv)
     }
     /* Where the cache is: a missing cache has no sources and no note. */
     cache_fs = cachelock_fs_of(dir);
-    if (!json && cache_fs >= 0 && cache_fs != CACHELOCK_FS_LOCAL) {
+    if (!json) {
         char note[512];
         cli_fs_note(cache_fs, note, sizeof note);
-        printf("(%s)\n", note);
+        if (note[0])
+            printf("(%s)\n", note);
     }
     if (optind < argc)
         status = show_named(dir, argv + optind, argc - optind, flags, json);

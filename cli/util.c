@@ -406,12 +406,12 @@ void cli_describe_holders(const char *dir, const char *source, char *buf, size_t
 void cli_fs_note(int kind, char *buf, size_t size)
 {
     buf[0] = '\0';
-    if (kind < 0 || kind == CACHELOCK_FS_LOCAL)
+    /* Unknown is not news: some systems cannot name any filesystem. */
+    if (kind <= CACHELOCK_FS_LOCAL)
         return;
-    snprintf(buf, size, "the cache is on %s%s, where locks may not exclude processes on other "
-             "machines or behind other paths to the same files ('cachelock selftest' checks)",
-             kind == CACHELOCK_FS_UNKNOWN ? "a filesystem of unknown kind" : cachelock_fs_name(kind),
-             kind == CACHELOCK_FS_UNKNOWN ? "" : " (not a local filesystem)");
+    snprintf(buf, size, "the cache is on %s (not a local filesystem), where locks may not "
+             "exclude processes on other machines or behind other paths to the same files "
+             "('cachelock selftest' checks)", cachelock_fs_name(kind));
 }
 
 int cli_close_stdout(void)

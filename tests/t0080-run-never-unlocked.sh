@@ -32,7 +32,7 @@ t_sigkill_of_cachelock_leaves_command_locked() {
     kill "$CMD" && wait_until "gone $CMD" &&
     expect_status 0 "$CACHELOCK" run -n "$D" s -- true
 }
-ok "SIGKILL of cachelock: the command keeps the lock, a second run -n fails (1)" t_sigkill_of_cachelock_leaves_command_locked
+ok_named "SIGKILL of cachelock: the command keeps the lock, a second run -n fails (1)" t_sigkill_of_cachelock_leaves_command_locked
 
 t_sigkill_while_another_waits() {
     # A waiter that was already queued does not get the lock when the
