@@ -790,7 +790,8 @@ CACHELOCK_EXTERN int cachelock_prune(const char *cache_dir, long older_than_ms, 
  * ------------------------------------------------------------------------ */
 
 typedef struct cachelock_holder {
-    int pid;                 /* process that took the lock (see below) */
+    int pid;                 /* the process, in the caller's PID namespace;
+                                0: one that cannot be named (see below) */
     cachelock_mode_t mode;   /* how it holds or wants the lock */
     int waiting;             /* 1: blocked in flock(2) waiting for it */
     char command[256];       /* its command line, "" if unreadable */
@@ -809,15 +810,28 @@ typedef struct cachelock_holder {
  *   [out] count   number of entries
  *
  * On Linux this reads the kernel's lock table, /proc/locks, so it sees
- * every flock(2) user, not only this library.  The pid is the process that
- * took the lock; when that process forked and exited, a child may be the one
- * still holding it.  Waiters in timed or asynchronous waits of this library
- * do not block in the kernel and are not listed (their marks show in
- * /proc/locks and lslocks(8) as OFD read locks, which carry no pid).  Locks held through NFS
- * are listed only on the machine that holds them.  The kernel gives no
- * atomic view of its table: it is read twice and both readings are
- * merged, but while other locks come and go a holder may still be missed
- * or one that has just left listed.
+ * every flock(2) user, not only this library.  The table names the
+ * process that took the lock; a holder is listed by pid only when its
+ * descriptors confirm that it holds the lock (/proc/PID/fdinfo), numbered
+ * in the caller's PID namespace.  When the process that took it passed it
+ * on and is gone (a killed `cachelock run` whose command inherited it, a
+ * script's `cachelock lock 9` or `flock 9`), the processes whose
+ * descriptors hold it are listed instead.  A holder that cannot be named
+ * has pid 0 and an empty command: one in another PID namespace, on
+ * another machine, or not found.  A container with its own /proc does not
+ * see the locks of processes outside it at all, nor does a client see
+ * other NFS clients' locks: where the table may miss holders like that
+ * (this process is not in the initial PID namespace, or the cache is not
+ * on a local filesystem) and shows none, the lock is tried on a new open
+ * file description without waiting, exclusive then shared, and released
+ * at once; busy gives one entry with pid 0 (a try of another process at
+ * that instant may find the lock busy, as during a prune).  Waiters in
+ * timed or asynchronous waits of this library do not block in the kernel
+ * and are not listed (their marks show in /proc/locks and lslocks(8) as
+ * OFD read locks, which carry no pid).  The kernel gives no atomic view of
+ * its table: it is read twice and both readings are merged, but while
+ * other locks come and go a holder may still be missed or one that has
+ * just left listed.
  *
  * Returns 0, or -EINVAL, -ENAMETOOLONG, -ENOENT (no lock file: nobody ever
  * locked it), -ENOSYS (no lock table on this system), -ENOMEM, or another

@@ -267,6 +267,48 @@ static void test_the_kind_is_learned_once_per_cache(void)
     cachelock__syscalls_reset();
 }
 
+/* What is learned holds only for the filesystem it was learned on: one
+ * mounted over the cache later has another device, and is asked anew. */
+static void mounted_over(void)
+{
+    cachelock_t *lock;
+    hooks();
+    H.magic = NFS_MAGIC;
+    if (acquire_mode(tpath("c"), "s", CACHELOCK_EXCLUSIVE, 0, &lock) != 0)
+        _exit(1);
+    cachelock_release(lock);
+    if (mount("tmpfs", tpath("c"), "tmpfs", 0, NULL) < 0)
+        _exit(77);
+    H.magic = 0;        /* the truth: tmpfs, local */
+    CHECK_EQ(acquire_mode(tpath("c"), "s", CACHELOCK_EXCLUSIVE, 0, &lock), 0);
+    CHECK_EQ(cachelock_fs(lock), CACHELOCK_FS_LOCAL);
+    CHECK_EQ(H.fstatfs_calls, 2);
+    cachelock_release(lock);
+    cachelock_close_idle();
+    umount2(tpath("c"), MNT_DETACH);
+}
+
+static void test_a_filesystem_mounted_over_the_cache_is_learned_anew(void)
+{
+    need_linux_statfs();
+    if (geteuid() != 0)
+        SKIP("mounting needs root");
+    CHECK(mkdir(tpath("c"), 0755) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+            _exit(77);
+        mounted_over();
+        _exit(0);
+    }
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+        SKIP("cannot mount in a mount namespace of its own");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* On NFS a released lock file is closed and waiters put no mark: the
  * server may see flock(2) and byte-range locks as one kind. */
 static void test_nothing_is_kept_or_marked_on_nfs(void)
@@ -680,6 +722,7 @@ TAP_MAIN(
     T(test_a_local_cache_is_local),
     T(test_fs_of_a_missing_cache_fails_with_the_path),
     T(test_the_kind_is_learned_once_per_cache),
+    T(test_a_filesystem_mounted_over_the_cache_is_learned_anew),
     T(test_nothing_is_kept_or_marked_on_nfs),
     T(test_local_only_refuses_other_filesystems),
     T(test_virtiofs_is_told_from_fuse),
