@@ -53,55 +53,59 @@ t_selftest_usage() {
 }
 ok "selftest: a second path must lead to the same directory; usage" t_selftest_usage
 
-# bindfs SOURCE MOUNTPOINT [options]: a FUSE view, or a reason to skip.
+# Each FUSE case runs in a mount namespace of its own (in_mount_ns), so
+# that its bindfs mount goes away with it, however the case ends (a test
+# runner that kills it at its first failure included).
+in_mount_ns() {
+    unshare --mount --propagation private "$@"
+}
+
 why_no_fuse() {
     [ "${PORTABLE:-}" != 1 ] || { echo "the portable build cannot tell a FUSE mount"; return; }
     is_root || { echo "FUSE mounts need root here"; return; }
     command -v bindfs >/dev/null || { echo "bindfs is not installed (apt-get install bindfs)"; return; }
     [ -c /dev/fuse ] || { echo "no /dev/fuse"; return; }
     mkdir -p "$TOP/probe-src" "$TOP/probe-view"
-    if ! bindfs "$TOP/probe-src" "$TOP/probe-view" 2>/dev/null; then
-        echo "bindfs cannot mount here"; return
-    fi
-    fusermount3 -u "$TOP/probe-view" 2>/dev/null || umount "$TOP/probe-view"
+    in_mount_ns sh -c "bindfs '$TOP/probe-src' '$TOP/probe-view' && fusermount3 -u '$TOP/probe-view'" \
+        2>/dev/null ||
+        echo "bindfs cannot mount here (in a mount namespace of its own)"
 }
 NO_FUSE=$(why_no_fuse)
 
-unmount_view() {
-    fusermount3 -u "$1" 2>/dev/null || umount -l "$1" 2>/dev/null || true
-}
-
 t_selftest_bindfs_without_lock_forwarding() {
-    mkdir -p "$D" "$T/view" &&
-    bindfs "$D" "$T/view" || return 1
-    expect_status 1 "$CACHELOCK" selftest "$T/view" --second-path "$D" >"$T/out" 2>"$T/err"
-    st=$?
-    # Through one path only, the kernel's own locks on the FUSE inodes work.
-    "$CACHELOCK" selftest "$T/view" >"$T/one" 2>&1; one=$?
-    # --local-only refuses the FUSE view; without it, run warns.
-    expect_status 69 "$CACHELOCK" run --local-only "$T/view" s -- true 2>"$T/refused"; lo=$?
-    "$CACHELOCK" run "$T/view" s -- true 2>"$T/warned"; warned=$?
-    unmount_view "$T/view"
+    mkdir -p "$D" "$T/view" || return 1
+    in_mount_ns sh -c "
+        bindfs '$D' '$T/view' || exit 99
+        '$CACHELOCK' selftest '$T/view' --second-path '$D' >'$T/out' 2>'$T/err'; echo \$? >'$T/st'
+        # Through one path only, the kernel's own locks on the FUSE inodes work.
+        '$CACHELOCK' selftest '$T/view' >'$T/one' 2>&1; echo \$? >'$T/one.st'
+        # --local-only refuses the FUSE view; without it, run warns.
+        '$CACHELOCK' run --local-only '$T/view' s -- true 2>'$T/refused'; echo \$? >'$T/lo.st'
+        '$CACHELOCK' run '$T/view' s -- true 2>'$T/warned'; echo \$? >'$T/warned.st'
+        fusermount3 -u '$T/view'
+    " || return 1
     cat "$T/out" "$T/refused" "$T/warned" &&
-    test $st = 0 &&
+    test "$(cat "$T/st")" = 1 &&
     grep -q "^cachelock selftest of '$T/view' (fuse), also through '$D' (local)$" "$T/out" &&
     grep -q "^  exclusion  *fail  *a lock held through '$T/view' did not exclude one through '$D'" "$T/out" &&
     grep -q "^result: FAIL in 0\.[0-9]* s: locks do not work here through these two paths" "$T/out" &&
-    test $one = 0 &&
-    test $lo = 0 &&
+    test "$(cat "$T/one.st")" = 0 &&
+    test "$(cat "$T/lo.st")" = 69 &&
     grep -q "cannot lock '$T/view/.locks/s.lock': the cache is on fuse, not a local filesystem" "$T/refused" &&
-    test $warned = 0 &&
+    test "$(cat "$T/warned.st")" = 0 &&
     grep -q "^cachelock: warning: the cache is on fuse (not a local filesystem), where locks may not exclude" "$T/warned"
 }
 
 t_selftest_bindfs_with_lock_forwarding() {
-    mkdir -p "$D" "$T/view" &&
-    bindfs --multithreaded --enable-lock-forwarding "$D" "$T/view" || return 1
-    "$CACHELOCK" selftest "$T/view" --second-path "$D" >"$T/out" 2>&1; st=$?
-    "$CACHELOCK" selftest --json --second-path "$T/view" "$D" >"$T/json" 2>&1; js=$?
-    unmount_view "$T/view"
+    mkdir -p "$D" "$T/view" || return 1
+    in_mount_ns sh -c "
+        bindfs --multithreaded --enable-lock-forwarding '$D' '$T/view' || exit 99
+        '$CACHELOCK' selftest '$T/view' --second-path '$D' >'$T/out' 2>&1; echo \$? >'$T/st'
+        '$CACHELOCK' selftest --json --second-path '$T/view' '$D' >'$T/json' 2>&1; echo \$? >'$T/js'
+        fusermount3 -u '$T/view'
+    " || return 1
     cat "$T/out" "$T/json" &&
-    test $st = 0 && test $js = 0 &&
+    test "$(cat "$T/st")" = 0 && test "$(cat "$T/js")" = 0 &&
     grep -q "^  exclusion  *ok " "$T/out" &&
     grep -q "^result: ok in " "$T/out" &&
     grep -q '"fs":"local","second_path":"'"$T/view"'","second_fs":"fuse",' "$T/json"
