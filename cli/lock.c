@@ -304,13 +304,18 @@ static int take(const struct lock_opts *o, const struct lockfile *f)
                   "wait means a live holder%s%s%s", f->shown, f->fd, who, limit,
                   note[0] ? "; " : "", note);
     }
+    /* The timer's signal interrupts flock(2); whether it was ours is told
+     * by the handler's flag, or by the clock: under ThreadSanitizer the
+     * handler runs later than the EINTR, at the next intercepted call,
+     * and flock(2) is not one. */
+    double deadline = cli_now() + (double)o->timeout_ms / 1000;
     if (o->timeout_ms > 0) {
         if ((rc = arm_timer(o->timeout_ms, &timer)) < 0)
             return sys_error(f, "set a timer for", -rc);
         armed = 1;
     }
     for (;;) {
-        if (expired) {
+        if (expired || (armed && cli_now() >= deadline)) {
             rc = o->conflict_code;
             if (!o->quiet)
                 cli_error("timed out after %ld ms waiting for lock '%s'", o->timeout_ms, f->shown);
@@ -360,7 +365,7 @@ int cli_lock(int argc, char **argv)
         { NULL, 0, NULL, 0 }
     };
     struct lock_opts o = { LOCK_EX, -1, EXIT_CONFLICT_DEFAULT, 0, 0, 0, 0 };
-    struct lockfile f;
+    struct lockfile f = { .fd = -1 };
     int c, rc, nonblock = 0, timeout_set = 0;
     long v;
     const char *env;
