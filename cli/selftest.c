@@ -123,6 +123,7 @@ static int contender_start(const struct test *t, int via, cachelock_mode_t mode,
 {
     int cmd[2], rep[2];
     c->pid = -1;
+    c->to = c->from = -1;
     if (pipe(cmd) < 0)
         return -errno;
     if (pipe(rep) < 0) {

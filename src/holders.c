@@ -147,7 +147,7 @@ static int pid_here(struct resolver *r, int pid)
 static int shown_pid(struct resolver *r, const cachelock_holder_t *h, size_t f)
 {
     struct pidcheck *c = pidcheck(r, h->pid);
-    if (!c)
+    if (!c || f >= r->nids)
         return h->pid;
     if (!h->waiting) {
         if (c->rc == 1) {

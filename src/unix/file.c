@@ -205,7 +205,7 @@ static int open_in(int dfd, struct cachelock__path *p, int create, int *fdp,
 {
     const char *file = cachelock__path_file(p);
     const int common = LOCK_FILE_OPEN_FLAGS;
-    struct stat own, *st = stp ? stp : &own;
+    struct stat own = { 0 }, *st = stp ? stp : &own;
     int fd, rc, opened = 0;
 
     int missing = 0;
@@ -300,7 +300,7 @@ int cachelock__os_open(struct cachelock__path *p, int nocreate, int *fdp,
                        struct cachelock__fileid *id, int *local, struct cachelock__dir *keep)
 {
     int mkdirs = 0, reopens = 0, dfd, rc;
-    struct stat st, file;
+    struct stat st, file = { 0 };
 
     *fdp = -1;
     *local = 0;

@@ -38,7 +38,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
+#ifdef __linux__
+#include <sys/sysmacros.h>      /* makedev(); sys/types.h has it elsewhere */
+#endif
 #include <unistd.h>
 
 static int parse_uint(const char *s, size_t n, int base, uint64_t *out)

@@ -75,6 +75,7 @@ static const struct {
     /* BSD and macOS f_fstypename */
     { "fusefs", CACHELOCK_FS_FUSE }, { "macfuse", CACHELOCK_FS_FUSE },
     { "osxfuse", CACHELOCK_FS_FUSE }, { "p9fs", CACHELOCK_FS_9P },
+    { "afpfs", CACHELOCK_FS_NETWORK }, { "webdav", CACHELOCK_FS_NETWORK },
     { "apfs", CACHELOCK_FS_LOCAL }, { "hfs", CACHELOCK_FS_LOCAL }, { "ufs", CACHELOCK_FS_LOCAL },
     { "ffs", CACHELOCK_FS_LOCAL }, { "msdosfs", CACHELOCK_FS_LOCAL },
     { "ext2fs", CACHELOCK_FS_LOCAL }, { "nullfs", CACHELOCK_FS_LOCAL },

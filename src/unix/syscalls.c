@@ -37,6 +37,10 @@ static int no_rm(int fd, int wd) { (void)fd; (void)wd; errno = ENOSYS; return -1
 #if USE_LINUX_STATFS
 #include <sys/vfs.h>
 #define SYS_FSTATFS fstatfs
+#elif USE_BSD_STATFS
+#include <sys/param.h>
+#include <sys/mount.h>
+#define SYS_FSTATFS fstatfs
 #else
 /* The portable build has no statfs(2) with a filesystem type: the entry
  * says so, and every filesystem is of unknown kind. */
