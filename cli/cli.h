@@ -33,7 +33,9 @@ enum {
     OPT_ANY_NAME = 256,
     OPT_VERBOSE,
     OPT_INHERIT_FD,
-    OPT_CREATE
+    OPT_CREATE,
+    OPT_LOCAL_ONLY,
+    OPT_SECOND_PATH
 };
 
 /* "cachelock: <message>" on stderr. */
@@ -78,6 +80,17 @@ void cli_text_escape(char *buf, size_t size, const char *s);
 /* "held exclusive by pid 12 (make -j4)", "held shared by 2: pid 3 (a), ..."
  * from the kernel's lock table, escaped for a terminal. */
 void cli_describe_holders(const char *dir, const char *source, char *buf, size_t size);
+/* What stands for a holder whose pid is 0: the library cannot name it. */
+#define CLI_UNSEEN "a process not visible here (in another PID namespace, on another " \
+                   "machine, or one that inherited the lock from a process now gone)"
+/* "pid 12 (make -j4)", or CLI_UNSEEN, escaped for a terminal. */
+struct cachelock_holder;
+void cli_describe_person(const struct cachelock_holder *h, char *buf, size_t size);
+/* For a cache on filesystem kind (from cachelock_fs_of; negative: not
+ * known), what a person should know about its locks: "the cache is on nfs
+ * (not a local filesystem), where locks may not exclude ..." for a kind
+ * known not to be local, else "". */
+void cli_fs_note(int kind, char *buf, size_t size);
 /* Flush and close stdout; report a write error, and output lost because
  * stdout was closed.  Returns 0 or EXIT_OSERR. */
 int cli_close_stdout(void);
@@ -90,5 +103,6 @@ int cli_path(int argc, char **argv);
 int cli_prune(int argc, char **argv);
 int cli_lock(int argc, char **argv);
 int cli_unlock(int argc, char **argv);
+int cli_selftest(int argc, char **argv);
 
 #endif

@@ -68,13 +68,15 @@ static const char lock_usage[] =
     "  -q, --quiet                print nothing on stderr while waiting or when\n"
     "                             busy or timed out\n"
     "      --any-name             accept any SOURCE that is a valid file name here\n"
+    "      --local-only           refuse (status 69) unless the cache is on a local\n"
+    "                             filesystem; elsewhere a warning is printed unless -q\n"
     "      --verbose              say how long getting the lock took\n"
     "  -h, --help                 show this help\n"
     "  -V, --version              show the version\n"
     "\n"
     "Exit status: 0 locked, the conflict code when busy or timed out, 64 usage (FD\n"
-    "not open or not a lock file of a cache), 71 system error, 75 the lock file was\n"
-    "removed or replaced: reopen it.\n";
+    "not open or not a lock file of a cache), 69 --local-only refused, 71 system\n"
+    "error, 75 the lock file was removed or replaced: reopen it.\n";
 
 static const char unlock_usage[] =
     "Usage: cachelock unlock FD\n"
@@ -276,7 +278,7 @@ out:
 struct lock_opts {
     int op;               /* LOCK_EX, LOCK_SH or LOCK_UN */
     long timeout_ms;      /* -1 forever, 0 try */
-    int conflict_code, quiet, verbose;
+    int conflict_code, quiet, verbose, local_only;
     unsigned flags;
 };
 
@@ -289,11 +291,26 @@ static int sys_error(const struct lockfile *f, const char *what, int err)
 /* Take the lock on f.  0 when granted, or an exit status. */
 static int take(const struct lock_opts *o, const struct lockfile *f)
 {
-    char who[2048];
+    char who[2048], note[512];
     int rc;
 
-    if (flock(f->fd, o->op | LOCK_NB) == 0)
+    /* Where the lock file is: refused (--local-only) or said once, in the
+     * wait line or now. */
+    int fs = cachelock_fs_of(f->dir);
+    cli_fs_note(fs, note, sizeof note);
+    if (o->local_only && fs != CACHELOCK_FS_LOCAL) {
+        cli_error("cannot lock '%s' (descriptor %d): the cache is on %s, not a local "
+                  "filesystem, and --local-only refuses it", f->shown, f->fd,
+                  fs == CACHELOCK_FS_UNKNOWN ? "a filesystem of unknown kind"
+                  : fs < 0 ? "a filesystem that cannot be read" : cachelock_fs_name(fs));
+        return EXIT_UNAVAILABLE;
+    }
+
+    if (flock(f->fd, o->op | LOCK_NB) == 0) {
+        if (note[0] && !o->quiet)
+            cli_error("warning: %s", note);
         return 0;
+    }
     if (errno != EWOULDBLOCK)
         return sys_error(f, "lock", errno);
     if (o->timeout_ms == 0) {
@@ -309,7 +326,8 @@ static int take(const struct lock_opts *o, const struct lockfile *f)
         if (o->timeout_ms > 0)
             snprintf(limit, sizeof limit, "; giving up after %.3gs", (double)o->timeout_ms / 1000);
         cli_error("waiting for '%s' (descriptor %d), %s; locks die with their process, so a "
-                  "wait means a live holder%s", f->shown, f->fd, who, limit);
+                  "wait means a live holder%s%s%s", f->shown, f->fd, who, limit,
+                  note[0] ? "; " : "", note);
     }
     if (o->timeout_ms > 0) {
         rc = timed_flock(f->fd, o->op, o->timeout_ms);
@@ -353,13 +371,14 @@ int cli_lock(int argc, char **argv)
         { "conflict-exit-code", required_argument, NULL, 'E' },
         { "quiet", no_argument, NULL, 'q' },
         { "any-name", no_argument, NULL, OPT_ANY_NAME },
+        { "local-only", no_argument, NULL, OPT_LOCAL_ONLY },
         { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
-    struct lock_opts o = { LOCK_EX, -1, EXIT_CONFLICT_DEFAULT, 0, 0, 0 };
-    struct lockfile f;
+    struct lock_opts o = { LOCK_EX, -1, EXIT_CONFLICT_DEFAULT, 0, 0, 0, 0 };
+    struct lockfile f = { .fd = -1 };
     int c, rc, nonblock = 0, timeout_set = 0;
     memset(&f, 0, sizeof f);
     f.fd = -1;
@@ -389,6 +408,7 @@ int cli_lock(int argc, char **argv)
             break;
         case 'q': o.quiet = 1; break;
         case OPT_ANY_NAME: o.flags |= CACHELOCK_F_ANYNAME; break;
+        case OPT_LOCAL_ONLY: o.local_only = 1; break;
         case OPT_VERBOSE: o.verbose = 1; break;
         case 'h': return cli_print_help(lock_usage);
         case 'V': return cli_print_version();

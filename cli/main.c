@@ -29,6 +29,10 @@ static const char usage[] =
     "                      check a source name and print its lock file path\n"
     "  prune [--older-than DURATION] [--dry-run] [CACHE_DIR]\n"
     "                      remove lock files nobody holds (never delete them by hand)\n"
+    "  selftest [--second-path PATH] [--json] [CACHE_DIR]\n"
+    "                      check in under 2 s that locks really work there (NFS,\n"
+    "                      FUSE, ...): exclusion, shared locks, release on death,\n"
+    "                      notification\n"
     "\n"
     "Options:\n"
     "  -h, --help          show this help ('cachelock COMMAND --help' for a command)\n"
@@ -61,6 +65,8 @@ int main(int argc, char **argv)
         return cli_path(argc - 1, argv + 1);
     if (strcmp(cmd, "prune") == 0)
         return cli_prune(argc - 1, argv + 1);
+    if (strcmp(cmd, "selftest") == 0)
+        return cli_selftest(argc - 1, argv + 1);
     if (cmd[0] == '-')
         return cli_usage_error(NULL, "unrecognized option '%s'", cmd);
     return cli_usage_error(NULL, "unknown command '%s'", cmd);

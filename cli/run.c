@@ -77,6 +77,9 @@ static const char usage[] =
     "      --inherit-fd           accepted for compatibility: the default now\n"
     "      --any-name             accept any SOURCE that is a valid file name here,\n"
     "                             not only portable names (aux, tools:beta, a.)\n"
+    "      --local-only           refuse (status 69) unless the cache is on a local\n"
+    "                             filesystem; elsewhere (NFS, SMB, FUSE, ...) a\n"
+    "                             warning is printed unless -q\n"
     "      --verbose              say how long getting the lock took, and what runs\n"
     "  -h, --help                 show this help\n"
     "  -V, --version              show the version\n"
@@ -84,7 +87,8 @@ static const char usage[] =
     "Messages go to stderr only; stdout belongs to COMMAND.\n"
     "Exit status: COMMAND's own, 128+N if it was killed by signal N, the conflict\n"
     "code when busy or timed out, 64 usage, 66 cannot open the lock file, 69 cannot\n"
-    "run COMMAND, 71 system error, 73 cannot create the lock file.\n";
+    "run COMMAND (or --local-only refused), 71 system error, 73 cannot create the\n"
+    "lock file (or a read-only mount).\n";
 
 /* Signals that someone sends us with kill(2) (a supervisor, a CI runner's
  * timeout) are passed on to the command.  Terminal signals (Ctrl-C) reach the
@@ -130,11 +134,14 @@ static int take_lock(const struct run_opts *o, cachelock_t **out, int *status)
             cli_describe_holders(o->dir, o->source, who, sizeof who);
             cli_text_escape(name, sizeof name, o->source);
             cli_text_escape(shown_path, sizeof shown_path, path);
+            char note[512];
             if (o->lock.timeout_ms > 0)
                 snprintf(limit, sizeof limit, "; giving up after %.3gs",
                          (double)o->lock.timeout_ms / 1000);
+            cli_fs_note(cachelock_fs_of(o->dir), note, sizeof note);
             cli_error("waiting for '%s' ('%s'), %s; locks die with their process, so a wait "
-                      "means a live holder%s", name, shown_path, who, limit);
+                      "means a live holder%s%s%s", name, shown_path, who, limit,
+                      note[0] ? "; " : "", note);
             if (tty)
                 fputs("cachelock: waited 0s", stderr);
             shown = 1;
@@ -159,6 +166,13 @@ static int take_lock(const struct run_opts *o, cachelock_t **out, int *status)
         fprintf(stderr, "\r\033[Kcachelock: waited %.1fs\n", cli_now() - start);
     cachelock_wait_free(w);
     if (rc == 0) {
+        /* Said once: in the wait line, or now. */
+        if (!o->quiet && !shown) {
+            char note[512];
+            cli_fs_note(cachelock_fs(*out), note, sizeof note);
+            if (note[0])
+                cli_error("warning: %s", note);
+        }
         if (o->verbose)
             cli_error("getting lock took %.6f seconds", cli_now() - start);
         return 1;
@@ -410,6 +424,7 @@ int cli_run(int argc, char **argv)
         { "command", required_argument, NULL, 'c' },
         { "inherit-fd", no_argument, NULL, OPT_INHERIT_FD },
         { "any-name", no_argument, NULL, OPT_ANY_NAME },
+        { "local-only", no_argument, NULL, OPT_LOCAL_ONLY },
         { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -450,6 +465,7 @@ int cli_run(int argc, char **argv)
         case 'c': shell_command = optarg; break;
         case OPT_INHERIT_FD: break;   /* the default since 0.3.0 */
         case OPT_ANY_NAME: o.lock.flags |= CACHELOCK_F_ANYNAME; break;
+        case OPT_LOCAL_ONLY: o.lock.flags |= CACHELOCK_F_LOCAL_ONLY; break;
         case OPT_VERBOSE: o.verbose = 1; break;
         case 'h': return cli_print_help(usage);
         case 'V': return cli_print_version();

@@ -18,6 +18,9 @@ static const char status_usage[] =
     "with its state (free, shared by N, exclusive), the holders' pids and command\n"
     "lines, and processes blocked waiting for it.  Every lock file is listed, also\n"
     "those whose names are not portable (made by flock(1) or other tools).\n"
+    "A holder that this machine's lock table cannot name here (in another PID\n"
+    "namespace, on another machine) is shown as 'a process not visible here'.  On\n"
+    "a filesystem that is not local, a first line says which.\n"
     "Text output escapes a backslash as \\\\ and control characters and bytes that\n"
     "are not UTF-8 as \\xHH.\n"
     "\n"
@@ -44,6 +47,10 @@ static const char *mode_name(cachelock_mode_t m)
 static void print_people(const cachelock_holder_t *h, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
+        if (h[i].pid <= 0) {
+            printf("%s%s", i ? ", " : "", CLI_UNSEEN);
+            continue;
+        }
         printf("%spid %d (", i ? ", " : "", h[i].pid);
         cli_text_string(stdout, h[i].command[0] ? h[i].command : "?");
         putchar(')');
@@ -57,10 +64,13 @@ static void print_json_people(const cachelock_holder_t *h, size_t n)
         printf("%s{\"pid\":%d,\"mode\":\"%s\",\"command\":", i ? "," : "", h[i].pid,
                mode_name(h[i].mode));
         cli_json_string(stdout, h[i].command);
-        putchar('}');
+        printf(",\"visible\":%s}", h[i].pid > 0 ? "true" : "false");
     }
     putchar(']');
 }
+
+/* The filesystem of the cache, as JSON objects and the first line say. */
+static int cache_fs = -1;
 
 static void show(const char *dir, const struct source_state *s, int json)
 {
@@ -84,8 +94,9 @@ static void show(const char *dir, const struct source_state *s, int json)
         print_json_people(s->h, holders);
         printf(",\"waiters\":");
         print_json_people(waiters, s->n - holders);
-        printf(",\"exists\":%s,\"known\":%s,\"portable\":%s}\n", s->exists ? "true" : "false",
-               s->known ? "true" : "false", portable ? "true" : "false");
+        printf(",\"exists\":%s,\"known\":%s,\"portable\":%s,\"fs\":\"%s\"}\n",
+               s->exists ? "true" : "false", s->known ? "true" : "false",
+               portable ? "true" : "false", cachelock_fs_name(cache_fs));
         return;
     }
     cli_text_string(stdout, s->name);
@@ -187,6 +198,14 @@ int cli_status(int argc, char **argv)
     } else {
         if (!(dir = cli_default_dir("status")))
             return EXIT_USAGE;
+    }
+    /* Where the cache is: a missing cache has no sources and no note. */
+    cache_fs = cachelock_fs_of(dir);
+    if (!json) {
+        char note[512];
+        cli_fs_note(cache_fs, note, sizeof note);
+        if (note[0])
+            printf("(%s)\n", note);
     }
     if (optind < argc)
         status = show_named(dir, argv + optind, argc - optind, flags, json);

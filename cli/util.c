@@ -259,6 +259,8 @@ int cli_exit_for(int err, const char *msg)
     case EISDIR:
     case ENXIO:
         return EXIT_NOINPUT;
+    case EREMOTE:
+        return EXIT_UNAVAILABLE;    /* --local-only: no local lock here */
     default:
         return EXIT_OSERR;
     }
@@ -362,6 +364,17 @@ int cli_parse_duration(const char *s, long *ms)
 
 /* ---- Output ---- */
 
+void cli_describe_person(const cachelock_holder_t *h, char *buf, size_t size)
+{
+    char cmd[1024];
+    if (h->pid <= 0) {
+        snprintf(buf, size, "%s", CLI_UNSEEN);
+        return;
+    }
+    cli_text_escape(cmd, sizeof cmd, h->command[0] ? h->command : "?");
+    snprintf(buf, size, "pid %d (%s)", h->pid, cmd);
+}
+
 /* "held exclusive by pid 12 (make -j4)", "held shared by 2: pid 3 (a), ..."
  * from the kernel's lock table. */
 void cli_describe_holders(const char *dir, const char *source, char *buf, size_t size)
@@ -369,13 +382,13 @@ void cli_describe_holders(const char *dir, const char *source, char *buf, size_t
     cachelock_holder_t *h = NULL;
     size_t n = 0, holders = 0, used;
     int rc = cachelock_holders(dir, source, &h, &n);
-    char cmd[1024];
+    char who[1200];
 
     for (size_t i = 0; i < n; i++)
         holders += !h[i].waiting;
     if (rc < 0 || holders == 0) {
-        snprintf(buf, size, "held by a process not visible here (another machine, another "
-                 "container, or it let go a moment ago)");
+        snprintf(buf, size, "held by a process not visible here (in another PID namespace or "
+                 "container, on another machine, or it let go a moment ago)");
         free(h);
         return;
     }
@@ -384,11 +397,21 @@ void cli_describe_holders(const char *dir, const char *source, char *buf, size_t
     else
         used = (size_t)snprintf(buf, size, "held shared by %zu: ", holders);
     for (size_t i = 0; i < holders && used < size; i++) {
-        cli_text_escape(cmd, sizeof cmd, h[i].command[0] ? h[i].command : "?");
-        used += (size_t)snprintf(buf + used, size - used, "%spid %d (%s)", i ? ", " : "",
-                                 h[i].pid, cmd);
+        cli_describe_person(&h[i], who, sizeof who);
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", who);
     }
     free(h);
+}
+
+void cli_fs_note(int kind, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    /* Unknown is not news: some systems cannot name any filesystem. */
+    if (kind <= CACHELOCK_FS_LOCAL)
+        return;
+    snprintf(buf, size, "the cache is on %s (not a local filesystem), where locks may not "
+             "exclude processes on other machines or behind other paths to the same files "
+             "('cachelock selftest' checks)", cachelock_fs_name(kind));
 }
 
 int cli_close_stdout(void)

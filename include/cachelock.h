@@ -143,19 +143,10 @@
  *     separate processes.  Holding the same source shared twice is allowed.
  *     Locks cannot be upgraded or downgraded: release and acquire again.
  *
- *   - Network filesystems: on NFS, Linux emulates flock(2) with a
- *     whole-file POSIX byte-range lock on the server.  Locks then work
- *     between clients, but are lost if the server forgets them (lease
- *     expiry, server reboot), and flock(1) users on another client do not
- *     see each other through this emulation with old kernels.  Change
- *     notifications (inotify) do not cross machines either, so a timed wait
- *     there notices a release only at its next re-check (see TIMED AND
- *     ASYNCHRONOUS WAITS), and released files are not kept open (see KEPT
- *     DESCRIPTORS).  Prefer a local directory for the lock files.  A local
- *     directory that is also exported over NFS and locked from both sides
- *     at once is not supported: the server's flock(2) locks and the
- *     clients' (byte-range locks on the server) do not exclude each other.
- *
+ *   - Network and FUSE filesystems, containers, read-only mounts and
+ *     caches shared by a group: see FILESYSTEMS.  Prefer a local directory
+ *     for the lock files.
+
  *   - Source names are file names.  They are refused (-EINVAL) when they
  *     could escape .locks/ or are not portable: empty, "." and "..", any '/'
  *     or '\\', control characters, the characters < > : " | ? *, a trailing
@@ -237,6 +228,62 @@
  *   - On other filesystems (NFS, SMB, FUSE, ...), whose servers may see
  *     flock and byte-range locks as one kind, nothing is kept and nothing
  *     is marked: every release closes, as flock(1) does.
+ *
+ * FILESYSTEMS
+ *
+ *   flock(2) is arbitrated by the local kernel on local filesystems (ext4,
+ *   xfs, btrfs, tmpfs, overlayfs, zfs, apfs, ufs, ...), and there every
+ *   guarantee above holds.  Elsewhere the filesystem decides:
+ *
+ *   - NFS: Linux turns flock(2) into a whole-file byte-range lock that the
+ *     server arbitrates.  Locks then work between clients, but are lost if
+ *     the server forgets them (lease expiry, server reboot); with the
+ *     mount options nolock or local_lock=flock they exclude only processes
+ *     of this client.  The server grants an exclusive lock only to a file
+ *     open for writing, so a user who may only read a lock file gets
+ *     -EACCES (not the kernel's EBADF) for an exclusive one.  A directory
+ *     exported over NFS and locked both on the server and through NFS is
+ *     not supported: the server's flock(2) locks and the clients'
+ *     byte-range locks do not exclude each other.
+ *   - SMB/CIFS: the server arbitrates, like NFS.
+ *   - FUSE (sshfs, bindfs, ...): the kernel locks locally unless the
+ *     daemon forwards locks; a FUSE view of a directory and the directory
+ *     itself then do not exclude each other at all (measured with bindfs
+ *     without --enable-lock-forwarding).  9p and virtiofs depend on their
+ *     server in the same way.
+ *
+ *   The library finds out which kind a cache is on with statfs(2), once
+ *   per .locks directory (cachelock_close_idle() forgets it), and says so:
+ *   cachelock_fs() for a held lock, cachelock_fs_of() for a cache.  On any
+ *   kind but local it keeps no descriptor open and puts no waiter mark
+ *   (KEPT DESCRIPTORS), and change notifications from other machines do
+ *   not arrive, so timed waits notice a remote release at their next
+ *   re-check.  The lock is always taken, never skipped: a failure is an
+ *   error with its own code, never a silent success.  Those the local
+ *   kernel never gives: -ENOLCK (the server's lock manager refused or did
+ *   not answer), -EOPNOTSUPP (the filesystem has no flock(2); ENOTSUP is
+ *   the same code on Linux and is reported as EOPNOTSUPP everywhere),
+ *   -ENOSYS.  CACHELOCK_F_LOCAL_ONLY refuses every kind but local with
+ *   -EREMOTE; a program that would rather warn checks cachelock_fs().
+ *   `cachelock selftest DIR` checks what a directory really does: whether
+ *   locks exclude (also through a second path to it), shared locks
+ *   coexist, locks die with their holder and waiters are notified.
+ *
+ *   A read-only mount (a cache bind-mounted read-only into a container):
+ *   shared locks on lock files that exist work; an exclusive lock fails
+ *   with -EROFS (a writer could not write what it locked), and so does
+ *   one that would create a lock file.
+ *
+ *   A cache shared by the users of a group: make the cache directory
+ *   set-group-ID and owned by the group (chgrp GROUP DIR; chmod 2775 DIR),
+ *   and have its users run with umask 002.  New directories and files then
+ *   take the group; .locks and the lock files made by the library are also
+ *   given group read and write permission even under umask 022 (only when
+ *   .locks is set-group-ID).  A user who may only read the cache takes
+ *   shared (and, locally, exclusive) locks on lock files that exist, and
+ *   gets -EACCES where one would have to be created.  In a world-writable
+ *   sticky directory (fs.protected_regular refuses O_CREAT on another
+ *   user's file there) an existing lock file is opened without O_CREAT.
  *
  * TIMED AND ASYNCHRONOUS WAITS
  *
@@ -360,6 +407,34 @@ typedef struct cachelock_options {
  * none, on Windows. */
 #define CACHELOCK_F_ANYNAME 0x4u
 
+/* Refuse to lock unless the lock file is on a local filesystem, whose
+ * flock(2) locks are the local kernel's own (CACHELOCK_FS_LOCAL): on any
+ * other (NFS, SMB, FUSE, 9p, virtiofs, an unknown one) the acquire fails
+ * with -EREMOTE and a message naming the filesystem, and nothing is
+ * locked.  Without the flag such filesystems are used, and
+ * cachelock_fs() tells the program where it is, to warn (see
+ * FILESYSTEMS). */
+#define CACHELOCK_F_LOCAL_ONLY 0x8u
+
+/* What kind of filesystem a lock file is on, as far as locking goes (see
+ * FILESYSTEMS); from cachelock_fs() and cachelock_fs_of(). */
+typedef enum cachelock_fs_kind {
+    CACHELOCK_FS_UNKNOWN = 0,   /* could not tell: statfs(2) failed, or a
+                                   kind this library does not know */
+    CACHELOCK_FS_LOCAL = 1,     /* locks are the local kernel's own: ext4,
+                                   xfs, btrfs, tmpfs, overlayfs, zfs, apfs,
+                                   ufs, ... */
+    CACHELOCK_FS_NFS = 2,       /* NFS: the server arbitrates, with
+                                   byte-range locks */
+    CACHELOCK_FS_SMB = 3,       /* SMB/CIFS: the server arbitrates */
+    CACHELOCK_FS_FUSE = 4,      /* FUSE: the kernel locks locally unless
+                                   the daemon forwards locks */
+    CACHELOCK_FS_9P = 5,        /* 9p (virtfs, WSL2's drives) */
+    CACHELOCK_FS_VIRTIOFS = 6,  /* virtiofs: FUSE to the host */
+    CACHELOCK_FS_NETWORK = 7    /* another network or cluster filesystem:
+                                   ceph, afs, gfs2, ocfs2, lustre, gpfs */
+} cachelock_fs_kind_t;
+
 /* ------------------------------------------------------------------------
  * Acquiring and releasing
  * ------------------------------------------------------------------------ */
@@ -392,7 +467,17 @@ typedef struct cachelock_options {
  *                  (a socket or a FIFO)
  *   -ESTALE        the lock file was replaced 1,000 times in a row while
  *                  trying (someone keeps renaming or removing it)
- *   -EACCES, -EROFS, -ENOSPC, -EMFILE, -ENFILE, -ENOMEM, -ENOLCK, -EIO, ...
+ *   -EROFS         the cache is on a read-only mount and the lock is
+ *                  exclusive, or its lock file would have to be created
+ *   -EACCES        a directory or the lock file cannot be created; on NFS
+ *                  also an exclusive lock on a lock file this user may only
+ *                  read (see FILESYSTEMS)
+ *   -ENOLCK, -EOPNOTSUPP, -ENOSYS
+ *                  the filesystem's locking refused or does not exist (see
+ *                  FILESYSTEMS); nothing is locked
+ *   -EREMOTE       CACHELOCK_F_LOCAL_ONLY and the cache is not on a local
+ *                  filesystem
+ *   -ENOSPC, -EMFILE, -ENFILE, -ENOMEM, -EIO, ...
  *                  the failing system call's error
  */
 CACHELOCK_EXTERN int cachelock_acquire(const char *cache_dir, const char *source,
@@ -461,6 +546,30 @@ CACHELOCK_EXTERN int cachelock_fd(const cachelock_t *lock);
 /* cachelock_mode - the mode the lock is held in, or -EINVAL if lock is
  * NULL or not a held lock. */
 CACHELOCK_EXTERN int cachelock_mode(const cachelock_t *lock);
+
+/*
+ * cachelock_fs - the kind of filesystem a held lock's file is on: a
+ * cachelock_fs_kind_t (CACHELOCK_FS_LOCAL, CACHELOCK_FS_NFS, ...), or
+ * -EINVAL if lock is NULL or not a held lock.  Found with statfs(2) when
+ * the file was opened, once per cache directory (see FILESYSTEMS).  A
+ * program that wants to warn rather than refuse (CACHELOCK_F_LOCAL_ONLY)
+ * checks this after the acquire.
+ */
+CACHELOCK_EXTERN int cachelock_fs(const cachelock_t *lock);
+
+/*
+ * cachelock_fs_of - the kind of filesystem the lock files of a cache are
+ * on, without locking or creating anything: that of {cache_dir}/.locks,
+ * or of cache_dir itself while .locks does not exist yet.  Returns a
+ * cachelock_fs_kind_t, or -EINVAL (cache_dir NULL or empty),
+ * -ENAMETOOLONG, -ENOENT (no cache directory), -ENOTDIR, -EACCES, ...
+ */
+CACHELOCK_EXTERN int cachelock_fs_of(const char *cache_dir);
+
+/* cachelock_fs_name - a short name for a filesystem kind: "local", "nfs",
+ * "smb", "fuse", "9p", "virtiofs", "network", or "unknown" (also for a
+ * value that is not a kind).  Never NULL; static. */
+CACHELOCK_EXTERN const char *cachelock_fs_name(int kind);
 
 /*
  * cachelock_disown - the lock is no longer owned by the thread that
@@ -681,7 +790,8 @@ CACHELOCK_EXTERN int cachelock_prune(const char *cache_dir, long older_than_ms, 
  * ------------------------------------------------------------------------ */
 
 typedef struct cachelock_holder {
-    int pid;                 /* process that took the lock (see below) */
+    int pid;                 /* the process, in the caller's PID namespace;
+                                0: one that cannot be named (see below) */
     cachelock_mode_t mode;   /* how it holds or wants the lock */
     int waiting;             /* 1: blocked in flock(2) waiting for it */
     char command[256];       /* its command line, "" if unreadable */
@@ -700,15 +810,28 @@ typedef struct cachelock_holder {
  *   [out] count   number of entries
  *
  * On Linux this reads the kernel's lock table, /proc/locks, so it sees
- * every flock(2) user, not only this library.  The pid is the process that
- * took the lock; when that process forked and exited, a child may be the one
- * still holding it.  Waiters in timed or asynchronous waits of this library
- * do not block in the kernel and are not listed (their marks show in
- * /proc/locks and lslocks(8) as OFD read locks, which carry no pid).  Locks held through NFS
- * are listed only on the machine that holds them.  The kernel gives no
- * atomic view of its table: it is read twice and both readings are
- * merged, but while other locks come and go a holder may still be missed
- * or one that has just left listed.
+ * every flock(2) user, not only this library.  The table names the
+ * process that took the lock; a holder is listed by pid only when its
+ * descriptors confirm that it holds the lock (/proc/PID/fdinfo), numbered
+ * in the caller's PID namespace.  When the process that took it passed it
+ * on and is gone (a killed `cachelock run` whose command inherited it, a
+ * script's `cachelock lock 9` or `flock 9`), the processes whose
+ * descriptors hold it are listed instead.  A holder that cannot be named
+ * has pid 0 and an empty command: one in another PID namespace, on
+ * another machine, or not found.  A container with its own /proc does not
+ * see the locks of processes outside it at all, nor does a client see
+ * other NFS clients' locks: where the table may miss holders like that
+ * (this process is not in the initial PID namespace, or the cache is not
+ * on a local filesystem) and shows none, the lock is tried on a new open
+ * file description without waiting, exclusive then shared, and released
+ * at once; busy gives one entry with pid 0 (a try of another process at
+ * that instant may find the lock busy, as during a prune).  Waiters in
+ * timed or asynchronous waits of this library do not block in the kernel
+ * and are not listed (their marks show in /proc/locks and lslocks(8) as
+ * OFD read locks, which carry no pid).  The kernel gives no atomic view of
+ * its table: it is read twice and both readings are merged, but while
+ * other locks come and go a holder may still be missed or one that has
+ * just left listed.
  *
  * Returns 0, or -EINVAL, -ENAMETOOLONG, -ENOENT (no lock file: nobody ever
  * locked it), -ENOSYS (no lock table on this system), -ENOMEM, or another

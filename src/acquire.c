@@ -36,7 +36,8 @@
  * race; give up with -ESTALE rather than spin. */
 #define MAX_REOPENS 1000
 
-#define KNOWN_FLAGS (CACHELOCK_F_NOCREATE | CACHELOCK_F_UNOWNED | CACHELOCK_F_ANYNAME)
+#define KNOWN_FLAGS (CACHELOCK_F_NOCREATE | CACHELOCK_F_UNOWNED | CACHELOCK_F_ANYNAME | \
+                     CACHELOCK_F_LOCAL_ONLY)
 
 int cachelock__options_check(const cachelock_options_t *opts, cachelock_options_t *out)
 {
@@ -90,7 +91,7 @@ void cachelock__attempt_done(struct cachelock__attempt *a)
  * there is one and it is still ours: 1 opened, 0 go the long way, or a
  * negative code. */
 static int open_through_kept_dir(struct cachelock__attempt *a, struct cachelock__handle *h,
-                                 int *local)
+                                 int *local, int *opened)
 {
     struct cachelock__dir d;
     int rc;
@@ -104,10 +105,11 @@ static int open_through_kept_dir(struct cachelock__attempt *a, struct cachelock_
         return 0;       /* closed (and maybe reused) by the program */
     }
     rc = cachelock__os_open_in(d.fd, &a->path, &h->fd, &h->id);
-    if (rc == 0 || rc == -ENOENT) {
+    if (rc >= 0 || rc == -ENOENT) {
         cachelock__dir_put(&a->path, &d);
         *local = d.local;
-        return rc == 0;
+        *opened = rc;
+        return rc >= 0;
     }
     cachelock__os_close(d.fd);
     /* Out of descriptors: the one just closed may be all the long way
@@ -123,7 +125,7 @@ static int open_handle(struct cachelock__attempt *a)
     const int nocreate = (a->flags & CACHELOCK_F_NOCREATE) != 0;
     struct cachelock__handle *h;
     struct cachelock__dir keep;
-    int local = 0, rc;
+    int local = CACHELOCK_FS_UNKNOWN, opened = 0, rc;
 
     /* Only absolute paths are kept: a relative one names another file
      * after chdir(2). */
@@ -142,15 +144,16 @@ static int open_handle(struct cachelock__attempt *a)
     h->hash = a->hash;
     h->flags = 0;
     h->owner = 0;
-    rc = absolute ? open_through_kept_dir(a, h, &local) : 0;
+    rc = absolute ? open_through_kept_dir(a, h, &local, &opened) : 0;
     if (rc == 0) {
         rc = cachelock__os_open(&a->path, nocreate, &h->fd, &h->id, &local,
                                 absolute ? &keep : NULL);
+        opened = rc;
         /* Like released lock files, directories are kept only on local
          * filesystems (see pool.c): on NFS, FUSE or an unknown one every
          * acquire opens the whole path, as flock(1) does. */
-        if (rc == 0 && absolute && keep.fd >= 0) {
-            if (local)
+        if (rc >= 0 && absolute && keep.fd >= 0) {
+            if (local == CACHELOCK_FS_LOCAL)
                 cachelock__dir_put(&a->path, &keep);
             else
                 cachelock__os_close(keep.fd);
@@ -160,8 +163,18 @@ static int open_handle(struct cachelock__attempt *a)
         free(h);
         return rc;
     }
-    if (local)
+    if ((a->flags & CACHELOCK_F_LOCAL_ONLY) && local != CACHELOCK_FS_LOCAL) {
+        cachelock__os_close(h->fd);
+        free(h);
+        return cachelock__fs_refuse(a->path.buf, local);
+    }
+    h->fs = (unsigned char)local;
+    if (local == CACHELOCK_FS_LOCAL)
         h->flags |= absolute ? H_LOCAL | H_POOLABLE : H_LOCAL;
+    /* Opened read-only on a read-only mount: good for shared locks only,
+     * and not kept (the mount may be made writable again). */
+    if (opened == OPENED_RDONLY_FS)
+        h->flags |= H_RDONLY_FS | H_NOKEEP;
     h->epoch = cachelock__os_process_epoch();
     a->h = h;
     a->fresh = 1;
@@ -226,6 +239,17 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
             }
             a->fresh = 1;
         }
+        if ((h->flags & H_RDONLY_FS) && a->mode == CACHELOCK_EXCLUSIVE) {
+            /* flock(2) would grant it (a local kernel does not ask for
+             * write access), but a writer on a read-only mount cannot
+             * write what it locked, and would shut out the writers that
+             * can, elsewhere. */
+            rc = cachelock__failf(-EROFS, "cannot lock '%s' exclusively: %s (the cache is on a "
+                                  "read-only mount: only shared locks work there)", a->path.buf,
+                                  cachelock_strerror(EROFS));
+            drop(a);
+            return rc;
+        }
         /* Try without waiting first: the uncontended case then costs one
          * call, and only a busy lock pays for the deadlock check. */
         rc = cachelock__os_lock(h->fd, a->mode, 0);
@@ -246,7 +270,7 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
             rc = cachelock__os_lock(h->fd, a->mode, 1);
         }
         if (rc < 0) {
-            cachelock__fail(rc, rc == -EINTR ? "wait for lock" : "lock", a->path.buf);
+            rc = cachelock__fs_lock_error(rc, a->path.buf, h, a->mode);
             drop(a);
             return rc;
         }
@@ -344,8 +368,10 @@ static int prepare(const char *cache_dir, const char *source, unsigned flags)
     if (rc < 0)
         return rc;
     rc = cachelock__os_open(&p, 0, &fd, &id, &local, NULL);
-    if (rc == 0)
+    if (rc >= 0) {
         cachelock__os_close(fd);
+        rc = 0;
+    }
     cachelock__path_free(&p);
     return rc;
 }

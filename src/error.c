@@ -53,6 +53,10 @@ const char *cachelock_strerror(int err)
     case EBADF:        return "Bad file descriptor";
     case ENOSYS:       return "Function not implemented";
     case EOPNOTSUPP:   return "Operation not supported";
+#if ENOTSUP != EOPNOTSUPP
+    case ENOTSUP:      return "Operation not supported";
+#endif
+    case EREMOTE:      return "Object is remote (not a local filesystem)";
     case ERANGE:       return "Result too large for the buffer";
     case EOVERFLOW:    return "Value too large for defined data type";
     case EFAULT:       return "Bad address";

@@ -9,6 +9,26 @@
  * comes from two readings, merged: entries are kept once per process, mode
  * and state, so a holder is missed only if both readings miss it; one that
  * left between the readings may still be listed.
+ *
+ * The table's pid is that of the process that took the lock, in the
+ * numbering of /proc's PID namespace.  It is shown only when it means that
+ * process here: a holder is confirmed by its descriptors and numbered in
+ * this process's namespace.  A process that took the lock and is gone (or
+ * no longer has it), its number maybe reused, is not shown: the processes
+ * whose descriptors hold the lock are looked for instead (a script's shell
+ * whose descriptor `flock 9` or `cachelock lock 9` locked and exited, the
+ * command of a killed `cachelock run`).  When none is found the entry
+ * stays, with pid 0: someone holds the lock, who cannot be said.
+ *
+ * Some holders are not in the table at all: those outside this PID
+ * namespace (a container with its own /proc), on other machines (NFS), or
+ * behind a FUSE daemon that forwards locks.  When the table may miss
+ * holders like that and shows none for a source, the lock is tried on a
+ * new open file description without waiting (exclusive, then shared) and
+ * released at once: busy gives an entry with pid 0.  Like a prune, that
+ * try may make another process's own try see the lock busy for those
+ * microseconds.  Nothing here ever decides that a lock is free by looking
+ * at a pid.
  */
 #include "internal.h"
 
@@ -52,13 +72,249 @@ static int holders_first(const void *a, const void *b)
     return (int)x->mode - (int)y->mode;
 }
 
+/* ---- what the table's pids mean here -------------------------------------- */
+
+/* One process of the table, looked at once per call. */
+struct pidcheck {
+    int pid;                    /* as the table numbers it */
+    int here;                   /* its number here, 0: none; -1: not asked yet */
+    int rc;                     /* of os_pid_holds; 1: not asked yet */
+    unsigned char *held;        /* per file of the resolver */
+};
+
+/* A process found holding file number file (when the table's pid was not
+ * the holder). */
+struct found {
+    size_t file;
+    int pid;
+};
+
+struct resolver {
+    const struct cachelock__fileid *ids;    /* the files, sorted by identity */
+    size_t nids;
+    struct pidcheck *v;
+    size_t n, cap;
+    unsigned char *refuted;     /* per file: the table's holder is not it */
+    struct found *found;
+    size_t nfound, capfound;
+};
+
+static void resolver_free(struct resolver *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->v[i].held);
+    free(r->v);
+    free(r->refuted);
+    free(r->found);
+}
+
+static struct pidcheck *pidcheck(struct resolver *r, int pid)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->v[i].pid == pid)
+            return &r->v[i];
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 8;
+        struct pidcheck *v = realloc(r->v, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        r->v = v;
+        r->cap = cap;
+    }
+    struct pidcheck *c = &r->v[r->n++];
+    c->pid = pid;
+    c->here = -1;
+    c->rc = 1;
+    c->held = NULL;
+    return c;
+}
+
+static int pid_here(struct resolver *r, int pid)
+{
+    struct pidcheck *c = pidcheck(r, pid);
+    if (!c)
+        return cachelock__os_pid_here(pid);
+    if (c->here < 0)
+        c->here = cachelock__os_pid_here(pid);
+    return c->here;
+}
+
+/* The pid to show for entry h on the resolver's file number f: the
+ * table's, numbered here, if it is a waiter (blocked right now) or a
+ * holder confirmed by its descriptors (or whose descriptors are not ours
+ * to see); -1 for a holder that is not the process the table names (gone,
+ * or its number reused): then the file is marked for search(). */
+static int shown_pid(struct resolver *r, const cachelock_holder_t *h, size_t f)
+{
+    struct pidcheck *c = pidcheck(r, h->pid);
+    if (!c || f >= r->nids)
+        return h->pid;
+    if (!h->waiting) {
+        if (c->rc == 1) {
+            c->held = calloc(r->nids, 1);
+            c->rc = c->held ? cachelock__os_pid_holds(h->pid, r->ids, r->nids, c->held) : -ENOMEM;
+        }
+        if (c->rc == -ESRCH || (c->rc == 0 && !c->held[f])) {
+            if (!r->refuted)
+                r->refuted = calloc(r->nids, 1);
+            if (r->refuted)
+                r->refuted[f] = 1;
+            return -1;
+        }
+    }
+    return pid_here(r, h->pid);
+}
+
+static void resolve(struct resolver *r, struct collect *c, size_t f)
+{
+    for (size_t i = 0; i < c->n; i++)
+        c->v[i].pid = shown_pid(r, &c->v[i], f);
+}
+
+struct search_ctx {
+    struct resolver *r;
+    const size_t *file;         /* subset index to file number */
+};
+
+static int found_one(int pid, size_t i, void *ctx)
+{
+    struct search_ctx *s = ctx;
+    struct resolver *r = s->r;
+    if (r->nfound == r->capfound) {
+        size_t cap = r->capfound ? r->capfound * 2 : 8;
+        struct found *v = realloc(r->found, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        r->found = v;
+        r->capfound = cap;
+    }
+    r->found[r->nfound].file = s->file[i];
+    r->found[r->nfound].pid = pid;
+    r->nfound++;
+    return 0;
+}
+
+/* Look through every process for the descriptors that hold the files
+ * whose table holder was refuted: one pass for all of them. */
+static void search(struct resolver *r)
+{
+    size_t m = 0;
+    if (!r->refuted)
+        return;
+    struct cachelock__fileid *sub = malloc(r->nids * sizeof *sub);
+    size_t *file = malloc(r->nids * sizeof *file);
+    if (sub && file) {
+        for (size_t k = 0; k < r->nids; k++) {
+            if (r->refuted[k]) {
+                sub[m] = r->ids[k];
+                file[m++] = k;
+            }
+        }
+        struct search_ctx ctx = { r, file };
+        cachelock__os_find_holders(sub, m, found_one, &ctx);
+    }
+    free(sub);
+    free(file);
+}
+
+/* Could the table miss holders of this cache?  When this process sees
+ * only its own PID namespace's locks, or the cache is not on a local
+ * filesystem.  *fs caches the kind (-1: not known yet). */
+static int table_may_miss(int complete, const struct cachelock__path *p, int *fs)
+{
+    if (complete <= 0)
+        return 1;
+    if (*fs < 0) {
+        char c = p->buf[p->locks_len];
+        p->buf[p->locks_len] = '\0';
+        *fs = cachelock__os_fs_of(p->buf, "read the filesystem of");
+        p->buf[p->locks_len] = c;
+    }
+    return *fs != CACHELOCK_FS_LOCAL;
+}
+
+/* Is the lock of p held by someone the table does not show?  Tried on a new
+ * open file description without waiting, and let go at once: 1 with *mode
+ * (exclusive when even a shared lock is refused), 0 when free (or nothing
+ * can be told), negative when the file cannot be opened. */
+static int probe(struct cachelock__path *p, cachelock_mode_t *mode)
+{
+    struct cachelock__fileid id;
+    int fd, kind, ex, sh;
+    int rc = cachelock__os_open(p, 1, &fd, &id, &kind, NULL);
+    if (rc < 0)
+        return rc;
+    ex = cachelock__os_lock(fd, CACHELOCK_EXCLUSIVE, 0);
+    if (ex == 0) {
+        cachelock__os_unlock(fd);
+        cachelock__os_close(fd);
+        return 0;
+    }
+    sh = cachelock__os_lock(fd, CACHELOCK_SHARED, 0);
+    if (sh == 0)
+        cachelock__os_unlock(fd);
+    cachelock__os_close(fd);
+    if (sh == -EWOULDBLOCK) {
+        *mode = CACHELOCK_EXCLUSIVE;
+        return 1;
+    }
+    /* Shared granted: shared holders, if the exclusive try said busy (and
+     * not, say, EBADF for a read-only descriptor on NFS). */
+    if (sh == 0 && ex == -EWOULDBLOCK) {
+        *mode = CACHELOCK_SHARED;
+        return 1;
+    }
+    return 0;
+}
+
 /* Sort, keep one entry per process, mode and state (a process holding a
  * source shared through several handles is one holder, and a torn reading
  * cannot make it two), and name each process.  Hands the array to *out
- * (NULL when empty). */
-static void finish(struct collect *c, cachelock_holder_t **out, size_t *count)
+ * (NULL when empty).  The pids are first made to mean what they say here
+ * (r, file f; see the top of the file); with p given, a source that shows
+ * no holder while the table may miss some is tried (complete, fs: see
+ * table_may_miss). */
+static int finish(struct collect *c, struct resolver *r, size_t f, struct cachelock__path *p,
+                  int complete, int *fs, cachelock_holder_t **out, size_t *count)
 {
-    size_t kept = 0;
+    size_t kept = 0, holders = 0, n = c->n;
+    for (size_t i = 0; i < n; i++) {
+        if (c->v[i].pid == -1) {
+            /* The processes whose descriptors hold it, found by search(),
+             * in the mode the table says; 0 when none was found. */
+            cachelock_mode_t mode = c->v[i].mode;
+            int first = 1;
+            c->v[i].pid = 0;
+            for (size_t k = 0; k < r->nfound; k++) {
+                if (r->found[k].file != f)
+                    continue;
+                int pid = pid_here(r, r->found[k].pid);
+                if (first) {
+                    c->v[i].pid = pid;
+                    first = 0;
+                } else {
+                    struct cachelock__lockline l;
+                    memset(&l, 0, sizeof l);
+                    l.exclusive = mode == CACHELOCK_EXCLUSIVE;
+                    if (add_entry(c, &l) < 0)
+                        return -ENOMEM;
+                    c->v[c->n - 1].pid = pid;
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < c->n; i++)
+        holders += !c->v[i].waiting;
+    if (p && holders == 0 && table_may_miss(complete, p, fs)) {
+        struct cachelock__lockline l;
+        cachelock_mode_t mode;
+        memset(&l, 0, sizeof l);
+        if (probe(p, &mode) == 1) {
+            l.exclusive = mode == CACHELOCK_EXCLUSIVE;
+            if (add_entry(c, &l) < 0)
+                return -ENOMEM;
+        }
+    }
     if (c->n)
         qsort(c->v, c->n, sizeof *c->v, holders_first);
     for (size_t i = 0; i < c->n; i++) {
@@ -76,6 +332,7 @@ static void finish(struct collect *c, cachelock_holder_t **out, size_t *count)
     *count = kept;
     c->v = NULL;
     c->n = c->cap = 0;
+    return 0;
 }
 
 /* ---- one source ---------------------------------------------------------- */
@@ -91,7 +348,8 @@ static int holders(const char *cache_dir, const char *source,
     struct cachelock__path p;
     struct cachelock__fileid id;
     struct collect c = { NULL, 0, 0 };
-    int rc;
+    struct resolver r = { &id, 1, NULL, 0, 0, NULL, NULL, 0, 0 };
+    int rc, fs = -1;
 
     if (!out || !count)
         return cachelock__failf(-EINVAL, "invalid argument: out or count is NULL");
@@ -107,8 +365,14 @@ static int holders(const char *cache_dir, const char *source,
         if (rc < 0)
             rc = cachelock__fail(rc, "read the lock table for", p.buf);
     }
-    if (rc == 0)
-        finish(&c, out, count);
+    if (rc == 0) {
+        resolve(&r, &c, 0);
+        search(&r);
+        rc = finish(&c, &r, 0, &p, cachelock__os_locks_complete(), &fs, out, count);
+        if (rc < 0)
+            rc = cachelock__fail(rc, "read the holders of", p.buf);
+    }
+    resolver_free(&r);
     free(c.v);
     cachelock__path_free(&p);
     return rc;
@@ -255,10 +519,13 @@ void cachelock_status_free(cachelock_source_status_t *st, size_t count)
 static int status(const char *cache_dir, cachelock_source_status_t **out, size_t *count)
 {
     struct cache_scan scan = { NULL, 0, NULL };
+    struct resolver r = { NULL, 0, NULL, 0, 0, NULL, NULL, 0, 0 };
+    struct cachelock__fileid *ids = NULL;
+    size_t *file_of_source = NULL;
     cachelock_source_status_t *st = NULL;
     char **names = NULL;
     size_t n = 0;
-    int rc;
+    int rc, fs = -1;
 
     if (!out || !count)
         return cachelock__failf(-EINVAL, "invalid argument: out or count is NULL");
@@ -270,7 +537,9 @@ static int status(const char *cache_dir, cachelock_source_status_t **out, size_t
     st = calloc(n, sizeof *st);
     scan.files = calloc(n, sizeof *scan.files);
     scan.per_source = calloc(n, sizeof *scan.per_source);
-    if (!st || !scan.files || !scan.per_source) {
+    ids = calloc(n, sizeof *ids);
+    file_of_source = calloc(n, sizeof *file_of_source);
+    if (!st || !scan.files || !scan.per_source || !ids || !file_of_source) {
         rc = cachelock__failf(-ENOMEM, "cannot read the status of '%s': %s", cache_dir,
                               cachelock_strerror(ENOMEM));
         goto out;
@@ -295,15 +564,40 @@ static int status(const char *cache_dir, cachelock_source_status_t **out, size_t
     if (rc < 0)
         goto out;
     qsort(scan.files, scan.nfiles, sizeof *scan.files, by_id);
-    for (int r = 0; r < READINGS && rc == 0; r++)
+    for (int k = 0; k < READINGS && rc == 0; k++)
         rc = cachelock__os_locks_all(collect_cache, &scan);
     if (rc < 0) {
         rc = cachelock__failf(rc, "cannot read the lock table for '%s': %s", cache_dir,
                               cachelock_strerror(rc));
         goto out;
     }
+    /* The identities in order, for the holders' descriptors to be matched
+     * against, and where each source's is. */
+    for (size_t k = 0; k < scan.nfiles; k++) {
+        ids[k] = scan.files[k].id;
+        file_of_source[scan.files[k].source] = k;
+    }
+    r.ids = ids;
+    r.nids = scan.nfiles;
     for (size_t i = 0; i < n; i++)
-        finish(&scan.per_source[i], &st[i].holders, &st[i].count);
+        if (scan.per_source[i].n)
+            resolve(&r, &scan.per_source[i], file_of_source[i]);
+    search(&r);
+    int complete = cachelock__os_locks_complete();
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct cachelock__path p;
+        rc = cachelock__path_build(&p, cache_dir, st[i].source, CACHELOCK_F_ANYNAME);
+        if (rc < 0)
+            goto out;
+        rc = finish(&scan.per_source[i], &r, file_of_source[i], &p, complete, &fs,
+                    &st[i].holders, &st[i].count);
+        cachelock__path_free(&p);
+    }
+    if (rc < 0) {
+        rc = cachelock__failf(rc, "cannot read the status of '%s': %s", cache_dir,
+                              cachelock_strerror(rc));
+        goto out;
+    }
     *out = st;
     *count = n;
     st = NULL;
@@ -313,6 +607,9 @@ out:
             free(scan.per_source[i].v);
     free(scan.per_source);
     free(scan.files);
+    free(ids);
+    free(file_of_source);
+    resolver_free(&r);
     cachelock_status_free(st, n);
     cachelock_sources_free(names, n);
     return rc;

@@ -121,6 +121,7 @@ struct cachelock__handle {
     uint64_t hash;                  /* of path, the pool key */
     int fd;
     cachelock_mode_t mode;
+    unsigned char fs;               /* cachelock_fs_kind_t of its file */
     unsigned short flags;           /* H_* below */
     unsigned short path_len;
     char path[];                    /* "{cache_dir}/.locks/{source}.lock" */
@@ -134,12 +135,14 @@ struct cachelock__handle {
 #define H_NOKEEP    0x10    /* close at release: a waiter is marked, or the
                                state is unknown */
 #define H_REUSED    0x20    /* taken from the pool at least once */
+#define H_RDONLY_FS 0x40    /* opened read-only because the filesystem is
+                               (a read-only mount): shared locks only */
 
 /* An open .locks directory, kept for later opens (pool.c). */
 struct cachelock__dir {
     int fd;                         /* O_PATH descriptor, or -1 */
     struct cachelock__fileid id;    /* of the directory */
-    int local;                      /* on a local filesystem */
+    int local;                      /* its cachelock_fs_kind_t (1: local) */
 };
 
 /* Close (when fd >= 0) and free a handle that nobody holds. */
@@ -245,6 +248,18 @@ void cachelock__attempt_done(struct cachelock__attempt *a);
  * out (prune): unlock, close, free. */
 void cachelock__attempt_ungrant(struct cachelock__handle *h);
 
+/* ---- filesystems (filesystem.c) --------------------------------------------------- */
+
+/* CACHELOCK_F_LOCAL_ONLY and a lock file on filesystem kind fs, not local:
+ * the message, and -EREMOTE. */
+int cachelock__fs_refuse(const char *path, int fs);
+/* The lock call on h failed with rc (negative): the code to report, with a
+ * message that says what it means on h's filesystem (ENOLCK, EOPNOTSUPP,
+ * ENOSYS, and NFS's EBADF for an exclusive lock through a read-only
+ * descriptor, reported as -EACCES). */
+int cachelock__fs_lock_error(int rc, const char *path, const struct cachelock__handle *h,
+                             cachelock_mode_t mode);
+
 /* A timed or try acquire (wait.c): the wait machine driven by poll(2). */
 int cachelock__wait_acquire(const struct cachelock__path *path, const cachelock_options_t *o,
                             cachelock_t **out);
@@ -252,20 +267,36 @@ int cachelock__wait_acquire(const struct cachelock__path *path, const cachelock_
 /* ---- OS layer (src/unix) ------------------------------------------------- */
 
 /* Open (creating what is missing unless nocreate) the lock file of p,
- * through .locks opened without following a symbolic link.  Returns 0 with
- * *fd, *id and *local (1: a local filesystem, see os_mark_waiting), or a
+ * through .locks opened without following a symbolic link.  Returns 0 (or
+ * an OPENED_* value below) with *fd, *id and *local, the filesystem's
+ * cachelock_fs_kind_t (CACHELOCK_FS_LOCAL is 1; see os_mark_waiting), or a
  * negative code with the message set.  Directories and the lock file it
  * created stay when a later step fails: another process may already use
  * them.  When keep is not NULL, the .locks descriptor is handed over in it
  * (keep->fd -1 if it could not be). */
 int cachelock__os_open(struct cachelock__path *p, int nocreate, int *fd,
                        struct cachelock__fileid *id, int *local, struct cachelock__dir *keep);
+/* What a successful open returns besides 0: the file could only be
+ * opened read-only, because the filesystem is read-only (a read-only
+ * mount), or for want of write permission.  flock(2) needs no write
+ * access on a local filesystem. */
+#define OPENED_RDONLY_FS 1
+#define OPENED_RDONLY    2
 /* Open an EXISTING lock file of p inside the kept .locks descriptor dfd
  * (never creates: a directory renamed away since must not get new files).
- * 0, -ENOENT without a message (go the long way), or another code with
- * the message set. */
+ * 0 or an OPENED_* value, -ENOENT without a message (go the long way), or
+ * another code with the message set. */
 int cachelock__os_open_in(int dfd, struct cachelock__path *p, int *fd,
                           struct cachelock__fileid *id);
+/* The cachelock_fs_kind_t of the directory path (its statfs(2)), or a
+ * negative code with the message set (op names the operation). */
+int cachelock__os_fs_of(const char *path, const char *op);
+/* Forget the filesystem kinds learned so far (os_open learns the kind of
+ * each .locks directory once, and keeps it while the lock files it opens
+ * there are on the same device). */
+void cachelock__os_fs_forget(void);
+/* Is fd open read-only?  1 yes, 0 no, -errno when it cannot tell. */
+int cachelock__os_fd_readonly(int fd);
 /* Does descriptor fd still refer to the file id?  1 yes, 0 no (closed or
  * reused by the program: do not touch it), or -errno when fstat(2) fails
  * otherwise (then close it if it must go, but never reuse it). */
@@ -353,6 +384,29 @@ int cachelock__os_locks_on(const struct cachelock__fileid *id, cachelock__lock_f
 int cachelock__os_locks_all(cachelock__lock_fn fn, void *ctx);
 /* The command line of pid into buf ("" when unreadable). */
 void cachelock__os_command(int pid, char *buf, size_t size);
+/* Does the lock table show the locks of every process of this machine?
+ * 1 yes; 0 when it shows only those of this process's PID namespace (a
+ * container with its own /proc: the kernel leaves out locks of processes
+ * it cannot see); -ENOSYS without a table. */
+int cachelock__os_locks_complete(void);
+/* Which of the files ids[0..n) (sorted by dev, then ino) process pid, as
+ * the lock table numbers it, holds an flock(2) lock on through one of its
+ * descriptors: held[i] is set to 1 for those.  0; -ESRCH when there is no
+ * such process in the table's namespace; -EACCES when its descriptors
+ * cannot be looked at (another user's process): nothing is known. */
+int cachelock__os_pid_holds(int pid, const struct cachelock__fileid *ids, size_t n,
+                            unsigned char *held);
+/* The number in this process's PID namespace of the process that the
+ * lock table numbers pid, or 0 when it has none here (it runs in another
+ * namespace). */
+int cachelock__os_pid_here(int pid);
+/* Every process (numbered as the lock table does) whose descriptors hold
+ * an flock(2) lock on one of ids[0..n) (sorted by dev, then ino):
+ * fn(pid, i, ctx) for each such file i.  0, -ENOSYS without /proc, or what
+ * fn returned (negative: stop).  Processes of other users are skipped
+ * unless the caller may look at their descriptors. */
+int cachelock__os_find_holders(const struct cachelock__fileid *ids, size_t n,
+                               int (*fn)(int pid, size_t i, void *ctx), void *ctx);
 /* Parse one line of /proc/locks; 0 on success, -EINVAL if malformed or
  * not a flock(2) lock. */
 int cachelock__parse_lockline(const char *line, struct cachelock__lockline *out);
@@ -386,6 +440,7 @@ struct cachelock__syscalls {
     int (*ioctl)(int fd, unsigned long request, ...);
     void *(*malloc)(size_t n);
     int (*fstatfs)(int fd, struct statfs *st);
+    int (*fchmod)(int fd, unsigned mode);
 };
 extern struct cachelock__syscalls cachelock__sys;
 /* Put every entry back to the real call. */

@@ -370,6 +370,7 @@ int cachelock_close_idle(void)
     int n = cachelock__pool_close_all();
     cachelock__dirs_close_all();
     cachelock__watchers_close_all();
+    cachelock__os_fs_forget();
     cachelock__cancel_restore(old);
     return n;
 }

@@ -231,6 +231,19 @@ int cachelock_mode(const cachelock_t *lock)
     return mode;
 }
 
+int cachelock_fs(const cachelock_t *lock)
+{
+    int fs = -EINVAL;
+    int t = cachelock__tables_lock();
+    struct slot *s = find(lock);
+    if (s)
+        fs = s->h->fs;
+    cachelock__tables_unlock(t);
+    if (fs < 0)
+        cachelock__failf(fs, "invalid argument: not a held lock");
+    return fs;
+}
+
 int cachelock_disown(cachelock_t *lock)
 {
     int rc = -EINVAL;

@@ -11,7 +11,7 @@ t_message_names_source_path_and_holder() {
     grep -q "giving up after 0.3s" "$T/err" &&
     test "$(grep -c '^cachelock: waiting for' "$T/err")" -eq 1
 }
-ok "wait message: source, path, holder pid and command" t_message_names_source_path_and_holder
+ok_named "wait message: source, path, holder pid and command" t_message_names_source_path_and_holder
 
 t_message_is_printed_before_waiting() {
     hold s || return 1
@@ -40,7 +40,7 @@ t_flock1_holder_is_named() {
     expect_status 1 "$CACHELOCK" run -w 0.2 "$D" s -- true 2>"$T/err" &&
     grep -q "held exclusive by pid $FLOCK1 (flock $D/.locks/s.lock sh -c" "$T/err"
 }
-ok "a flock(1) holder is named from /proc/locks" t_flock1_holder_is_named
+ok_named "a flock(1) holder is named from /proc/locks" t_flock1_holder_is_named
 
 t_shared_holders_are_counted() {
     hold a -s || return 1
@@ -53,7 +53,7 @@ t_shared_holders_are_counted() {
     { grep -q "held shared by 2: pid $h1 (.*), pid $h2 (.*)" "$T/err" ||
       grep -q "held shared by 2: pid $h2 (.*), pid $h1 (.*)" "$T/err"; }
 }
-ok "shared holders are counted and listed" t_shared_holders_are_counted
+ok_named "shared holders are counted and listed" t_shared_holders_are_counted
 
 t_terminal_shows_elapsed_counter() {
     hold s &&

@@ -12,14 +12,14 @@ t_lists_all_sources_free_and_held() {
     grep -q "^busy: exclusive by pid $HOLDER (.*cachelock run $D busy -- sh -c" "$T/out" &&
     test "$(sed -n 1p "$T/out" | cut -d: -f1)" = busy   # sorted
 }
-ok "status lists every source: free, exclusive with pid and command" t_lists_all_sources_free_and_held
+ok_named "status lists every source: free, exclusive with pid and command" t_lists_all_sources_free_and_held
 
 t_shared_by_n() {
     hold r -s && h1=$HOLDER &&
     "$CACHELOCK" status "$D" r >"$T/out" &&
     grep -q "^r: shared by 1: pid $h1 (" "$T/out"
 }
-ok "status shows shared holders" t_shared_by_n
+ok_named "status shows shared holders" t_shared_by_n
 
 t_json_lines() {
     "$CACHELOCK" run "$D" idle -- true &&
@@ -31,7 +31,7 @@ t_json_lines() {
     grep -q "^{\"source\":\"idle\",.*\"state\":\"free\",\"holders\":\[\],\"waiters\":\[\]" "$T/out" &&
     cp "$T/out" "$TOP/json.$n"
 }
-ok "status --json prints one valid JSON object per source" t_json_lines
+ok_named "status --json prints one valid JSON object per source" t_json_lines
 
 t_flock1_holder_and_waiter() {
     mkdir -p "$D/.locks" && : > "$D/.locks/s.lock" &&
@@ -48,9 +48,9 @@ t_flock1_holder_and_waiter() {
     cat "$T/out" &&
     grep -q "^s: exclusive by pid $FLOCK1 (flock $D/.locks/s.lock sh -c .*); 1 waiting: pid $w (flock -s $D/.locks/s.lock true)$" "$T/out" &&
     "$CACHELOCK" status --json "$D" s >"$T/json" &&
-    grep -q "\"waiters\":\[{\"pid\":$w,\"mode\":\"shared\",\"command\":\"flock -s $D/.locks/s.lock true\"}\]" "$T/json"
+    grep -q "\"waiters\":\[{\"pid\":$w,\"mode\":\"shared\",\"command\":\"flock -s $D/.locks/s.lock true\",\"visible\":true}\]" "$T/json"
 }
-ok "status sees a flock(1) holder and a blocked waiter" t_flock1_holder_and_waiter
+ok_named "status sees a flock(1) holder and a blocked waiter" t_flock1_holder_and_waiter
 
 t_named_sources_and_missing_file() {
     "$CACHELOCK" status "$D" never >"$T/out" &&
@@ -72,7 +72,7 @@ t_json_escapes_strings() {
     grep -qF 'quo\"te?back\\slash' "$T/out" &&   # control characters shown as ?
     cp "$T/out" "$TOP/json.$n"
 }
-ok "status --json output stays valid JSON" t_json_escapes_strings
+ok_named "status --json output stays valid JSON" t_json_escapes_strings
 
 t_empty_or_missing_cache() {
     "$CACHELOCK" status "$D" >"$T/out" && test ! -s "$T/out" &&
@@ -91,7 +91,7 @@ t_json_parses() {
     done
 }
 if command -v python3 >/dev/null; then
-    ok "status --json output parses as JSON (python3)" t_json_parses
+    ok_named "status --json output parses as JSON (python3)" t_json_parses
 else
     skip "status --json output parses as JSON" "python3 is not installed"
 fi

@@ -39,7 +39,7 @@ EOF
     grep -qx "registry: exclusive" "$T/out" &&
     grep -qx "free after unlock" "$T/out"
 }
-ok "the documented script: lock -n 9, commands under the lock, unlock 9" t_script_pattern
+ok_named "the documented script: lock -n 9, commands under the lock, unlock 9" t_script_pattern
 
 t_held_until_the_script_exits() {
     "$CACHELOCK" path --create "$D" s >/dev/null &&
@@ -67,7 +67,7 @@ t_nonblock_busy() {
     expect_status_within 5 1 "$CACHELOCK" lock -w 60 -n 9 2>/dev/null &&
     expect_status 1 "$CACHELOCK" lock -w 0 9 2>/dev/null
 }
-ok "lock -n on a busy file: 1 (or -E), message on stderr only, -q silent, -n wins" t_nonblock_busy
+ok_named "lock -n on a busy file: 1 (or -E), message on stderr only, -q silent, -n wins" t_nonblock_busy
 
 t_timeout() {
     "$CACHELOCK" path --create "$D" s >/dev/null && hold s || return 1
@@ -81,7 +81,7 @@ t_timeout() {
     CACHELOCK_TIMEOUT=0.1 expect_status 1 "$CACHELOCK" lock -q 9 &&
     expect_status_within 1 124 "$CACHELOCK" lock -q -w 106751991167d 9
 }
-ok "lock -w: a timer ends the blocked flock(2): conflict code; huge values wait" t_timeout
+ok_named "lock -w: a timer ends the blocked flock(2): conflict code; huge values wait" t_timeout
 
 t_blocks_then_granted() {
     "$CACHELOCK" path --create "$D" s >/dev/null && hold s || return 1

@@ -61,7 +61,7 @@ t_json_always_valid() {
     "$CACHELOCK" status "$C" >"$T/text" &&
     grep -q '^n\\xfem\\x01e: shared by 1: pid ' "$T/text"
 }
-ok "status --json is valid JSON (U+FFFD for bytes not UTF-8); text is escaped" t_json_always_valid
+ok_named "status --json is valid JSON (U+FFFD for bytes not UTF-8); text is escaped" t_json_always_valid
 
 t_closed_or_full_stdout() {
     "$CACHELOCK" run "$D" s -- true || return 1
@@ -121,7 +121,7 @@ t_status_reads_lock_table_once() {
         { echo "/proc/locks opened $one times for 1 source, $many for 8"; false; }; }
 }
 if command -v strace >/dev/null && strace -o /dev/null true 2>/dev/null; then
-    ok "status of a whole cache reads the lock table as often for 8 sources as for 1" t_status_reads_lock_table_once
+    ok_named "status of a whole cache reads the lock table as often for 8 sources as for 1" t_status_reads_lock_table_once
 else
     skip "status of a whole cache reads the lock table as often for 8 sources as for 1" \
         "strace(1) is not installed or ptrace is not allowed"
@@ -153,7 +153,7 @@ t_status_and_prune_handle_foreign_names() {
     grep -qx "skipped tools:beta: in use" "$T/prune" &&
     test ! -e "$D/.locks/aux.lock" && test -e "$D/.locks/tools:beta.lock"
 }
-ok "status shows and prune handles lock files with names the portable rule refuses" t_status_and_prune_handle_foreign_names
+ok_named "status shows and prune handles lock files with names the portable rule refuses" t_status_and_prune_handle_foreign_names
 
 t_any_name_opt_in() {
     make_foreign || return 1
@@ -172,7 +172,7 @@ t_any_name_opt_in() {
     grep -q "^aux: exclusive by pid $FLOCK1 " "$T/out" &&
     expect_status 64 "$CACHELOCK" run --any-name "$D" 'a/b' -- true 2>/dev/null
 }
-ok "--any-name (run, path, status) opts in to names valid here; portable by default" t_any_name_opt_in
+ok_named "--any-name (run, path, status) opts in to names valid here; portable by default" t_any_name_opt_in
 
 t_wait_line_escapes() {
     n=$(printf 'esc\033[2Jape')

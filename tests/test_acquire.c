@@ -409,15 +409,8 @@ static int64_t grant_after_kill(long timeout_ms)
     if (timeout_ms < 0) {
         wait_blocked_in_flock(w);
     } else {
-        /* A timed waiter is not in /proc/locks; it holds the lock file open
-         * and an inotify descriptor: wait for both. */
-        for (;;) {
-            char cmd[256];
-            snprintf(cmd, sizeof cmd, "ls -l /proc/%d/fd 2>/dev/null | grep -q inotify", (int)w);
-            if (system(cmd) == 0)
-                break;
-            usleep(1000);
-        }
+        /* A timed waiter is not in /proc/locks. */
+        wait_in_timed_wait(w, tpath(".locks/s.lock"));
     }
     int64_t t0 = now_us();
     kill(h.pid, SIGKILL);

@@ -57,7 +57,7 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 
 enum entry { E_OPEN, E_OPENAT, E_CLOSE, E_FLOCK, E_FSTAT, E_FSTATAT, E_MKDIR, E_UNLINKAT,
              E_RENAMEAT, E_FCNTL, E_POLL, E_INOTIFY_INIT1, E_INOTIFY_ADD_WATCH,
-             E_INOTIFY_RM_WATCH, E_READ, E_IOCTL, E_MALLOC, E_FSTATFS, NENT };
+             E_INOTIFY_RM_WATCH, E_READ, E_IOCTL, E_MALLOC, E_FSTATFS, E_FCHMOD, NENT };
 
 /* A new entry in the table must be faulted here too. */
 _Static_assert(sizeof(struct cachelock__syscalls) == NENT * sizeof(void (*)(void)),
@@ -66,7 +66,7 @@ _Static_assert(sizeof(struct cachelock__syscalls) == NENT * sizeof(void (*)(void
 static const char *const entry_name[NENT] = {
     "open", "openat", "close", "flock", "fstat", "fstatat", "mkdir", "unlinkat", "renameat",
     "fcntl", "poll", "inotify_init1", "inotify_add_watch", "inotify_rm_watch", "read", "ioctl",
-    "malloc", "fstatfs",
+    "malloc", "fstatfs", "fchmod",
 };
 
 /* Errnos the test makes true before it reports them.  poll(2) failing
@@ -115,6 +115,7 @@ static const int errnos[NENT][12] = {
     [E_IOCTL] = { EIO, EFAULT },
     [E_MALLOC] = { ENOMEM },
     [E_FSTATFS] = { EIO, ENOSYS, ENOMEM, EINTR },
+    [E_FCHMOD] = { EPERM, EROFS, EIO },
 };
 
 static struct {
@@ -358,6 +359,14 @@ static int h_fstatfs(int fd, struct statfs *st)
     return real.fstatfs(fd, st);
 }
 
+static int h_fchmod(int fd, unsigned mode)
+{
+    char b[PATH_MAX];
+    if (hit(E_FCHMOD, "%s %04o", F.trace ? fd_shown(fd, b, sizeof b) : "", mode))
+        return -1;
+    return real.fchmod(fd, mode);
+}
+
 /* Route every entry through the hooks, counting; fail one call if entry
  * is not -1. */
 static void install(int entry, int at, int err)
@@ -388,6 +397,7 @@ static void install(int entry, int at, int err)
     cachelock__sys.ioctl = h_ioctl;
     cachelock__sys.malloc = h_malloc;
     cachelock__sys.fstatfs = h_fstatfs;
+    cachelock__sys.fchmod = h_fchmod;
 }
 
 static void uninstall(void)
@@ -772,6 +782,7 @@ struct run {
     int path_msg;           /* a failure reported through prune's callback
                                named the path (-1: none reported) */
     int stray_out;          /* a step that granted nothing set *out */
+    int bad_wait_fd;        /* cachelock_wait_fd() gave neither -1 nor 3+ */
 };
 
 /* An expectation: for call numbers `calls` of `entry` ("1", "2,4", "3-",
@@ -858,6 +869,14 @@ static void run_acquire(struct run *r)
 static void setup_fresh(void)
 {
     remove_cache();
+}
+
+/* The case's directory is set-group-ID, as a cache directory shared with a
+ * group is, and the umask is 022, which would shut the group out. */
+static void init_shared(void)
+{
+    CHECK(chmod(tap_dir, 02775) == 0);
+    umask(022);
 }
 
 static void setup_kept_s(void)
@@ -1022,6 +1041,10 @@ static void run_async(struct run *r, int steps, int release)
             r->lock = lock;
         else if (lock != NULL)
             r->stray_out = 1;
+        /* A descriptor to poll, or -1: never an error code. */
+        int fd = cachelock_wait_fd(w);
+        if (fd < -1 || (fd >= 0 && fd < 3))
+            r->bad_wait_fd = 1;
     }
     if (rc != 0 && rc != -EINPROGRESS) {
         r->failed = 1;
@@ -1399,6 +1422,8 @@ static int one(const struct path *p, struct tally *t, int entry, int at, int err
         bad(t, p, fault, got, "out pointer not NULL after a failure");
     if (r.stray_out)
         bad(t, p, fault, got, "a step that granted nothing left its out pointer set");
+    if (r.bad_wait_fd)
+        bad(t, p, fault, got, "cachelock_wait_fd() gave neither -1 nor a descriptor above 2");
     if (r.failed && !strstr(msg, cache))
         bad(t, p, fault, got, "message does not name the path: '%s'", msg);
     if (r.failed && entry >= 0 && r.rc == -code && r.rc != -EWOULDBLOCK &&
@@ -1506,6 +1531,8 @@ static void run_path(const struct path *p)
     CHECK(p->rows <= sizeof row_used);
     if (getenv("FAULTS_ONLY") && !strstr(p->name, getenv("FAULTS_ONLY")))
         SKIP("not in FAULTS_ONLY");
+    linux_only("the tables list the system calls of the Linux build; the portable build makes "
+               "others (no inotify, no waiter marks, nothing kept)");
     memset(&t, 0, sizeof t);
     t.row_used = row_used;
     listing = getenv("FAULTS_LIST") != NULL;
@@ -1598,13 +1625,18 @@ static void run_path(const struct path *p)
  * .locks by its path, openat #1 the lock file in it, fstat #1 the lock
  * file's identity, fstatfs #1 its filesystem, fstat #2 the identity of
  * .locks (to keep it).  FAIL is the outcome when the open fails, OK the
- * outcome otherwise, kept K normally, K_NODIR when .locks cannot be kept
- * and K_REMOTE when the filesystem is not known to be local. */
-#define LONG_OPEN(FAIL, OK, K, K_NODIR, K_REMOTE) \
+ * outcome otherwise, kept K normally, K_NODIR when .locks cannot be kept,
+ * K_REMOTE when the filesystem is not known to be local and K_ROFS when
+ * the exclusive lock is refused on a read-only mount. */
+#define LONG_OPEN(FAIL, OK, K, K_NODIR, K_REMOTE, K_ROFS) \
     { E_OPEN, "1", A(ENOENT), OK " kept=" K, ".locks 'missing': mkdir finds it, opened again" }, \
     { E_OPEN, "1", ANY, FAIL " kept=0", "open of .locks" }, \
-    { E_OPENAT, "1", A(EACCES, EROFS, EPERM), OK " kept=" K, \
+    { E_OPENAT, "1", A(EACCES), OK " kept=" K, "opened again without O_CREAT, which " \
+      "fs.protected_regular allows (and read-only if that fails too)" }, \
+    { E_OPENAT, "1", A(EPERM), OK " kept=" K, \
       "opened read-only instead: flock(2) needs no write access" }, \
+    { E_OPENAT, "1", A(EROFS), FAIL " kept=" K_ROFS, "a read-only mount: opened read-only, and " \
+      "the exclusive lock refused (.locks kept)" }, \
     { E_OPENAT, "1", A(ENOENT), OK " kept=" K, ".locks removed between the two opens: again" }, \
     { E_OPENAT, "1", ANY, FAIL " kept=0", "open of the lock file" }, \
     { E_FSTAT, "1", ANY, FAIL " kept=0", "identity of the lock file" }, \
@@ -1632,8 +1664,8 @@ static const struct expect t_fresh[] = {
       "be made in it: the ENOENT of that mkdir" },
     { E_MKDIR, "*", ANY, "-ERR kept=0", "mkdir of the cache directory or .locks" },
     { E_OPENAT, "1", A(ENOENT), "0 kept=2", ".locks removed between the two opens: again" },
-    { E_OPENAT, "1", ANY, "-ERR kept=0", "creating the lock file (after EACCES, EROFS, EPERM the "
-      "read-only open finds no file: the first error)" },
+    { E_OPENAT, "1", ANY, "-ERR kept=0", "creating the lock file (after EACCES the open without "
+      "O_CREAT, after EROFS, EPERM the read-only open, finds no file: the first error)" },
     { E_FSTAT, "1", ANY, "-ERR kept=0", "identity of the lock file" },
     { E_FSTAT, "2", ANY, "0 kept=1", "identity of .locks unknown: it is not kept" },
     { E_FSTATFS, "1", ANY, "0 kept=0", "filesystem not known to be local: nothing kept, "
@@ -1643,7 +1675,7 @@ static const struct expect t_fresh[] = {
 
 static const struct expect t_existing[] = {
     { E_MALLOC, "*", ANY, "-ENOMEM kept=0", "the path, the handle" },
-    LONG_OPEN("-ERR", "0", "2", "1", "0"),
+    LONG_OPEN("-ERR", "0", "2", "1", "0", "1"),
     LOCK_AND_CHECK("0", "2", "1", "0"),
 };
 
@@ -1659,7 +1691,9 @@ static const struct expect t_kept_dir[] = {
     { E_MALLOC, "*", ANY, "-ENOMEM kept=2", "the path, the handle: nothing closed" },
     { E_FSTAT, "1", ANY, "0 kept=3", "the kept .locks cannot be checked: closed, the long way "
       "(which keeps .locks again)" },
-    { E_OPENAT, "1", A(EACCES, EROFS, EPERM), "0 kept=3", "opened read-only instead" },
+    { E_OPENAT, "1", A(EACCES, EPERM), "0 kept=3", "opened read-only instead" },
+    { E_OPENAT, "1", A(EROFS), "-EROFS kept=2", "a read-only mount: opened read-only, the "
+      "exclusive lock refused" },
     { E_OPENAT, "1", A(ENOENT), "0 kept=3", "not in the kept .locks (renamed away?): the long "
       "way, which alone creates files" },
     { E_OPENAT, "1", A(EMFILE, ENFILE), "0 kept=3", "out of descriptors: the kept .locks "
@@ -1674,7 +1708,9 @@ static const struct expect t_kept_dir[] = {
 static const struct expect t_only_dir[] = {
     { E_MALLOC, "*", ANY, "-ENOMEM kept=1", "the path, the handle: nothing closed" },
     { E_FSTAT, "1", ANY, "0 kept=2", "the kept .locks cannot be checked: the long way" },
-    { E_OPENAT, "1", A(EACCES, EROFS, EPERM), "0 kept=2", "opened read-only instead" },
+    { E_OPENAT, "1", A(EACCES, EPERM), "0 kept=2", "opened read-only instead" },
+    { E_OPENAT, "1", A(EROFS), "-EROFS kept=1", "a read-only mount: opened read-only, the "
+      "exclusive lock refused" },
     { E_OPENAT, "1", A(ENOENT), "0 kept=2", "not in the kept .locks: the long way" },
     { E_OPENAT, "1", A(EMFILE, ENFILE), "0 kept=2", "out of descriptors: the kept .locks is "
       "closed, then the long way, which keeps .locks again" },
@@ -1686,7 +1722,7 @@ static const struct expect t_only_dir[] = {
 /* Descriptors 0 and 1 are free: the lock file and .locks are moved. */
 static const struct expect t_low_fds[] = {
     { E_MALLOC, "*", ANY, "-ENOMEM kept=0", "the path, the handle" },
-    LONG_OPEN("-ERR", "0", "2", "1", "0"),
+    LONG_OPEN("-ERR", "0", "2", "1", "0", "1"),
     { E_FCNTL, "1", A(EINVAL), "-EMFILE kept=0", "moving the lock file above 2: EINVAL says no "
       "descriptor above 2 is left" },
     { E_FCNTL, "1", ANY, "-ERR kept=0", "moving the lock file above 2" },
@@ -1698,7 +1734,7 @@ static const struct expect t_low_fds[] = {
 /* Another process holds s and lets go once we block in flock(2). */
 static const struct expect t_busy[] = {
     { E_MALLOC, "*", ANY, "-ENOMEM kept=0", "the path, the handle" },
-    LONG_OPEN("-ERR", "0", "2", "1", "0"),
+    LONG_OPEN("-ERR", "0", "2", "1", "0", "1"),
     { E_FLOCK, "2", A(EINTR), "-EINTR kept=1", "the blocking flock(2): a handler without "
       "SA_RESTART ran, the caller asked to be interrupted" },
     { E_FLOCK, "2", ANY, "-ERR kept=1", "the blocking flock(2) (EWOULDBLOCK, which it cannot "
@@ -1708,7 +1744,7 @@ static const struct expect t_busy[] = {
 
 static const struct expect t_try_free[] = {
     { E_MALLOC, "*", ANY, "-ENOMEM kept=0", "the path, the wait's copy, the handle" },
-    LONG_OPEN("-ERR", "0", "2", "1", "0"),
+    LONG_OPEN("-ERR", "0", "2", "1", "0", "1"),
     { E_FLOCK, "1", A(EINTR), "0 kept=2", "a non-blocking flock(2) is retried" },
     { E_FLOCK, "1", A(EWOULDBLOCK), "-EWOULDBLOCK kept=2", "busy: a try says so, the file kept" },
     { E_FLOCK, "1", ANY, "-ERR kept=1", "flock(2): the file closed, .locks kept" },
@@ -1718,7 +1754,7 @@ static const struct expect t_try_free[] = {
 
 static const struct expect t_try_busy[] = {
     { E_MALLOC, "*", ANY, "-ENOMEM kept=0", "the path, the wait's copy, the handle" },
-    LONG_OPEN("-ERR", "-EWOULDBLOCK", "2", "1", "0"),
+    LONG_OPEN("-ERR", "-EWOULDBLOCK", "2", "1", "0", "1"),
     { E_FLOCK, "1", A(EINTR, EWOULDBLOCK), "-EWOULDBLOCK kept=2", "retried; busy as it is" },
     { E_FLOCK, "1", ANY, "-ERR kept=1", "flock(2): its error, not busy" },
 };
@@ -1732,7 +1768,7 @@ static const struct expect t_try_busy[] = {
  * empty queue); read #4 drains IN_IGNORED, read #5 finds the queue empty. */
 static const struct expect t_timed_out[] = {
     { E_MALLOC, "*", ANY, "-ENOMEM kept=0", "the path, the wait's copy, the handle" },
-    LONG_OPEN("-ERR", "-ETIMEDOUT", "2", "1", "1"),
+    LONG_OPEN("-ERR", "-ETIMEDOUT", "2", "1", "1", "1"),
     { E_FLOCK, "*", A(EINTR, EWOULDBLOCK), "-ETIMEDOUT kept=2", "retried; busy as it is" },
     { E_FLOCK, "1", ANY, "-ERR kept=1", "a try fails: its error, not -ETIMEDOUT (no watch yet)" },
     { E_FLOCK, "*", ANY, "-ERR kept=2", "a try fails: its error, not -ETIMEDOUT" },
@@ -1778,7 +1814,7 @@ static const struct expect t_timed_out[] = {
 /* As above, but the holder closes at the second sleep: [2] is granted. */
 static const struct expect t_timed_got[] = {
     { E_MALLOC, "*", ANY, "-ENOMEM kept=0", "the path, the wait's copy, the handle" },
-    LONG_OPEN("-ERR", "0", "3", "2", "1"),
+    LONG_OPEN("-ERR", "0", "3", "2", "1", "1"),
     { E_FLOCK, "*", A(EINTR, EWOULDBLOCK), "0 kept=3", "retried; busy as it is: waits on" },
     { E_FLOCK, "1", ANY, "-ERR kept=1", "a try fails: its error (no watch yet)" },
     { E_FLOCK, "*", ANY, "-ERR kept=2", "a try fails: its error" },
@@ -1816,7 +1852,7 @@ static const struct expect t_timed_got[] = {
 static const struct expect t_async_cancelled[] = {
     { E_MALLOC, "1-3", ANY, "-ENOMEM kept=0", "start: the path, the wait, its copy" },
     { E_MALLOC, "4", ANY, "0 -ENOMEM -ENOMEM kept=0", "the handle: final, and said again" },
-    LONG_OPEN("0 -ERR -ERR", "0 -EINPROGRESS -EINPROGRESS", "2", "1", "1"),
+    LONG_OPEN("0 -ERR -ERR", "0 -EINPROGRESS -EINPROGRESS", "2", "1", "1", "1"),
     { E_FLOCK, "*", A(EINTR, EWOULDBLOCK), "0 -EINPROGRESS -EINPROGRESS kept=2", "retried; busy" },
     { E_FLOCK, "1", ANY, "0 -ERR -ERR kept=1", "the first try fails: final (no watch yet)" },
     { E_FLOCK, "2", ANY, "0 -ERR -ERR kept=2", "the try after the watch fails: final" },
@@ -1855,7 +1891,7 @@ static const struct expect t_async_cancelled[] = {
 static const struct expect t_async_granted[] = {
     { E_MALLOC, "1-3", ANY, "-ENOMEM kept=0", "start: the path, the wait, its copy" },
     { E_MALLOC, "4", ANY, "0 -ENOMEM -ENOMEM -ENOMEM kept=0", "the handle: final, said again" },
-    LONG_OPEN("0 -ERR -ERR -ERR", "0 -EINPROGRESS -EINPROGRESS 0", "3", "2", "1"),
+    LONG_OPEN("0 -ERR -ERR -ERR", "0 -EINPROGRESS -EINPROGRESS 0", "3", "2", "1", "1"),
     { E_FLOCK, "*", A(EINTR, EWOULDBLOCK), "0 -EINPROGRESS -EINPROGRESS 0 kept=3",
       "retried; busy: waits on" },
     { E_FLOCK, "1", ANY, "0 -ERR -ERR -ERR kept=1", "the first try: final" },
@@ -1927,13 +1963,12 @@ static const struct expect t_close_idle[] = {
     { E_MALLOC, "2,3", ANY, "0 a=failed(-ENOMEM) b=busy kept=" K, "a's path, a's handle" }, \
     { E_OPEN, "2", A(ENOENT), "0 a=- b=busy kept=" K, ".locks gone meanwhile: so is a" }, \
     { E_OPEN, "2", ANY, "0 a=failed(-ERR) b=busy kept=" K, "a: open of .locks" }, \
-    { E_OPENAT, "1", A(EACCES, EROFS, EPERM), A_OK " b=busy kept=" K, "a opened read-only" }, \
+    { E_OPENAT, "1", A(EACCES, EPERM), A_OK " b=busy kept=" K, "a opened read-only" }, \
+    { E_OPENAT, "1", A(EROFS), "0 a=failed(-EROFS) b=busy kept=" K, "a on a read-only mount: " \
+      "prune's exclusive lock refused" }, \
     { E_OPENAT, "1", A(ENOENT), "0 a=- b=busy kept=" K, "a gone meanwhile: not reported" }, \
     { E_OPENAT, "1", ANY, "0 a=failed(-ERR) b=busy kept=" K, "a: open of the lock file" }, \
     { E_FSTAT, "1", ANY, "0 a=failed(-ERR) b=busy kept=" K, "a: its identity" }, \
-    { E_FSTATFS, "1", ANY, A_OK " b=busy kept=" K, "a's filesystem not known to be local: " \
-      ".locks not kept, so b opens the long way, which keeps it (and b's own filesystem is " \
-      "local)" }, \
     { E_FSTAT, "2", ANY, A_OK " b=busy kept=" K, ".locks not kept: b opens the long way" }, \
     { E_FLOCK, "1", A(EINTR), A_OK " b=busy kept=" K, "retried" }, \
     { E_FLOCK, "1", A(EWOULDBLOCK), "0 a=busy b=busy kept=" A_BUSY_KEPT, "a busy: left alone" }, \
@@ -1943,7 +1978,9 @@ static const struct expect t_close_idle[] = {
     { E_MALLOC, "4,5", ANY, A_OK " b=failed(-ENOMEM) kept=1", "b's path, b's handle" }, \
     { E_FSTAT, B_DIR, ANY, A_OK " b=busy kept=" K, "the kept .locks cannot be checked: the " \
       "long way" }, \
-    { E_OPENAT, "2", A(EACCES, EROFS, EPERM, ENOENT), A_OK " b=busy kept=" K, "b read-only, or " \
+    { E_OPENAT, "2", A(EROFS), A_OK " b=failed(-EROFS) kept=1", "b on a read-only mount: " \
+      "prune's exclusive lock refused" }, \
+    { E_OPENAT, "2", A(EACCES, EPERM, ENOENT), A_OK " b=busy kept=" K, "b read-only, or " \
       "not in the kept .locks: the long way" }, \
     { E_OPENAT, "2", A(EMFILE, ENFILE), A_OK " b=busy kept=" K, "out of descriptors: the kept " \
       ".locks closed, then the long way, which keeps .locks again" }, \
@@ -1991,7 +2028,36 @@ static const struct expect t_prepare[] = {
     { E_OPENAT, "1", ANY, "-ERR kept=0", "creating the lock file" },
     { E_FSTAT, "1", ANY, "-ERR kept=0", "identity of the lock file" },
     { E_FSTATFS, "1", ANY, "0 kept=0", "not local: nothing is kept by prepare anyway" },
+    { E_FSTAT, "2", ANY, "0 kept=0", "identity of .locks, to see whether it is shared with a "
+      "group: unknown, nothing changed" },
     { E_CLOSE, "*", ANY, "0 kept=0", "close(2) fails: ignored" },
+};
+
+/* A fresh cache in a set-group-ID directory, made with umask 022: .locks
+ * (2755) is given group write permission through a descriptor of its own
+ * (openat #2 ".", fchmod #1, close #1), the new lock file (0644) group
+ * read and write (fchmod #2). */
+static const struct expect t_shared[] = {
+    { E_OPENAT, "2", ANY, "0 kept=2", ".locks cannot be opened to change its permissions: "
+      "left as it is, the acquire goes on" },
+    { E_FCHMOD, "1,2", ANY, "0 kept=2", "group permissions cannot be given: left as they are, "
+      "the acquire goes on" },
+    { E_CLOSE, "1", ANY, "0 kept=2", "close(2) fails: ignored" },
+    { E_MALLOC, "*", ANY, "-ENOMEM kept=0", "the path, the handle, the directory to create" },
+    { E_OPEN, "*", A(ENOENT), "0 kept=2", ".locks missing: created, opened again" },
+    { E_OPEN, "*", ANY, "-ERR kept=0", "open of .locks" },
+    { E_MKDIR, "1,3", A(EEXIST), "0 kept=2", ".locks 'exists' but cannot be opened: made again" },
+    { E_MKDIR, "1,2", A(ENOENT), "0 kept=2", "a parent is missing: up, then create downwards" },
+    { E_MKDIR, "2", A(EEXIST), "-ENOENT kept=0", "the cache directory 'exists' but .locks cannot "
+      "be made in it" },
+    { E_MKDIR, "*", ANY, "-ERR kept=0", "mkdir of the cache directory or .locks" },
+    { E_OPENAT, "1", A(ENOENT), "0 kept=2", ".locks removed between the two opens: again" },
+    { E_OPENAT, "1", ANY, "-ERR kept=0", "creating the lock file" },
+    { E_FSTAT, "1", ANY, "-ERR kept=0", "identity of the lock file" },
+    { E_FSTAT, "2", ANY, "0 kept=1", "identity of .locks unknown: not kept, and its permissions "
+      "and the lock file's left as they are" },
+    { E_FSTATFS, "1", ANY, "0 kept=0", "filesystem not known to be local: nothing kept" },
+    LOCK_AND_CHECK("0", "2", "1", "0"),
 };
 
 static const struct expect t_holders[] = {
@@ -1999,7 +2065,9 @@ static const struct expect t_holders[] = {
     { E_FSTATAT, "1", ANY, "-ERR kept=0", "identity of the lock file (ENOENT: never locked)" },
 };
 
-/* a is free, b held: listing (open #1), then the identity of each. */
+/* a is free, b held: listing (open #1), then the identity of each, then
+ * the filesystem of .locks (open #2, fstat #1, fstatfs #1, close #1): it
+ * is local, so a, which shows no holder, is not tried. */
 static const struct expect t_status[] = {
     { E_MALLOC, "1", ANY, "-ENOMEM kept=0", "listing .locks" },
     { E_MALLOC, "2,3", ANY, "-ENOMEM kept=0", "a's, b's path: the status is unknown, the "
@@ -2010,6 +2078,15 @@ static const struct expect t_status[] = {
     { E_FSTATAT, "2", A(ENOENT, ENOTDIR), "0 a=0 b=0 kept=0", "b removed meanwhile: free" },
     { E_FSTATAT, "*", ANY, "-ERR kept=0", "an identity unknown: the error, as from "
       "cachelock_holders()" },
+    { E_MALLOC, "4,5", ANY, "-ENOMEM kept=0", "a's, b's path, to try a source that shows no "
+      "holder: the status is unknown, the error" },
+    { E_OPEN, "2", ANY, "0 a=0 b=1 kept=0", "the filesystem of .locks cannot be read: a, which "
+      "shows no holder, is tried (the table may miss holders elsewhere), and is free" },
+    { E_FSTAT, "1", ANY, "0 a=0 b=1 kept=0", "the filesystem of .locks cannot be read: a is "
+      "tried, and is free" },
+    { E_FSTATFS, "1", ANY, "0 a=0 b=1 kept=0", "the filesystem of .locks of unknown kind: a is "
+      "tried, and is free" },
+    { E_CLOSE, "1", ANY, "0 a=0 b=1 kept=0", "close(2) fails: ignored" },
 };
 
 #define PATH(var, name, baseline, init, setup, run, table, may_add, may_remove_a) \
@@ -2055,6 +2132,8 @@ PATH(p_prune, "prune", "1 a=removed b=busy kept=2", init_a_b, setup_a, run_prune
      NULL, 1);
 PATH(p_prune_recent, "prune of recent files", "0 a=recent b=busy kept=2", init_a_b, setup_a,
      run_prune_recent, t_prune_recent, NULL, 0);
+PATH(p_shared, "acquire in a fresh group-shared cache", "0 kept=2", init_shared, setup_fresh,
+     run_acquire, t_shared, CREATES, 0);
 PATH(p_prepare, "prepare in a fresh cache", "0 kept=0", init_existing, setup_fresh,
      run_prepare, t_prepare, CREATES, 0);
 PATH(p_holders, "holders", "0 n=1 kept=0", init_a_b, setup_nothing, run_holders, t_holders,
@@ -2066,7 +2145,7 @@ static const struct path *const all_paths[] = {
     &p_fresh, &p_existing, &p_kept_file, &p_kept_dir, &p_only_dir, &p_low_fds, &p_busy,
     &p_try_free, &p_try_busy, &p_timed_out, &p_timed_got, &p_async_cancelled,
     &p_async_granted, &p_release_kept, &p_release_waiter, &p_release_exposed, &p_close_idle,
-    &p_prune, &p_prune_recent, &p_prepare, &p_holders, &p_status,
+    &p_prune, &p_prune_recent, &p_shared, &p_prepare, &p_holders, &p_status,
 };
 
 /* Every entry of the table has rows on some path (and every row is used,
@@ -2134,6 +2213,7 @@ CASE(test_faults_release_exposed, p_release_exposed)
 CASE(test_faults_close_idle, p_close_idle)
 CASE(test_faults_prune, p_prune)
 CASE(test_faults_prune_recent, p_prune_recent)
+CASE(test_faults_acquire_fresh_shared_cache, p_shared)
 CASE(test_faults_prepare_fresh_cache, p_prepare)
 CASE(test_faults_holders, p_holders)
 CASE(test_faults_status, p_status)
@@ -2160,6 +2240,7 @@ TAP_MAIN(
     T(test_faults_close_idle, 10),
     T(test_faults_prune, 30),
     T(test_faults_prune_recent, 30),
+    T(test_faults_acquire_fresh_shared_cache, 20),
     T(test_faults_prepare_fresh_cache, 20),
     T(test_faults_holders, 10),
     T(test_faults_status, 10),

@@ -68,6 +68,26 @@ static int count_inotify(void)
     return n;
 }
 
+/* This process's descriptors open on path. */
+static int fds_on(const char *path)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d))) {
+        char link[300], target[PATH_MAX];
+        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        n += strcmp(target, path) == 0;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
 /* All of /proc/locks.  The kernel fills each read(2) of it from the live
  * lock list, one page at a time (stdio asks for 1 KiB), so a table that
  * other processes change meanwhile can show an entry twice or not at all:
@@ -103,9 +123,12 @@ static char *locks_table(void)
 /* Waiter marks on a file: OFDLCK lines of /proc/locks on its dev:ino (the
  * device as MAJOR:MINOR in hex).  The library's timed and asynchronous
  * waiters put one on the lock file while they wait; nothing else in these
- * cases takes OFD locks. */
+ * cases takes OFD locks.  The portable build puts no marks: there, this
+ * process's descriptors open on the file stand for its waits. */
 static int ofd_marks(const char *path)
 {
+    if (PORTABLE_BUILD)
+        return fds_on(path);
     struct stat st;
     char *table, *line, *lines_save = NULL;
     int n = 0;
@@ -253,7 +276,7 @@ static void test_huge_timeouts_wait_for_the_release(void)
         close(rep[1]);
         /* Waiting once its mark is on the file; an answer before that is a
          * wait that gave up at once. */
-        while (ofd_marks(lockpath) == 0) {
+        while (PORTABLE_BUILD ? !in_timed_wait(pid, lockpath) : ofd_marks(lockpath) == 0) {
             struct pollfd p = { rep[0], POLLIN, 0 };
             if (poll(&p, 1, 1) > 0) {
                 CHECK(read(rep[0], &rc, sizeof rc) == sizeof rc);
@@ -445,9 +468,13 @@ static void run_on_small_stack(const char *dir, const char *prune_dir)
     CHECK_EQ(r.step_busy[1], -EINPROGRESS);
     CHECK_EQ(r.start_free, 0);
     CHECK_EQ(r.step_free, 0);
-    CHECK_EQ(r.holders, 0);
-    CHECK_EQ(r.nholders, 1);
-    CHECK_EQ(r.holder_pid, h.pid);
+    if (PORTABLE_BUILD) {
+        CHECK_EQ(r.holders, -ENOSYS);   /* no lock table there */
+    } else {
+        CHECK_EQ(r.holders, 0);
+        CHECK_EQ(r.nholders, 1);
+        CHECK_EQ(r.holder_pid, h.pid);
+    }
     CHECK_EQ(r.sources, 0);
     CHECK_EQ(r.nsources, 2);            /* busy, s */
     CHECK_EQ(r.path, strlen(dir) + strlen("/.locks/s.lock"));
@@ -506,6 +533,7 @@ static void test_holders_never_lists_a_process_twice_while_other_locks_change(vo
     struct holder hs[SHARED_HOLDERS];
     pid_t churn[2];
     int calls, twice = 0, strangers = 0, missed = 0;
+    linux_only("the portable build has no lock table to list holders from");
     for (int i = 0; i < SHARED_HOLDERS; i++)
         hs[i] = holder_spawn(tap_dir, "shared", CACHELOCK_SHARED);
     for (int i = 0; i < SHARED_HOLDERS; i++)
@@ -664,7 +692,10 @@ static void test_lock_descriptors_never_take_stdio_numbers(void)
     CHECK(fd_kept > 2);
     CHECK_EQ(timed_rc, -ETIMEDOUT);
     CHECK_EQ(step_rc, -EINPROGRESS);
-    CHECK(fd_wait > 2);                 /* the inotify descriptor */
+    if (PORTABLE_BUILD)
+        CHECK_EQ(fd_wait, -1);          /* no notification there: the timer */
+    else
+        CHECK(fd_wait > 2);             /* the inotify descriptor */
     CHECK(closed);                      /* nothing was left in 0..2 */
     holder_release(&h);
     holder_finish(&h);

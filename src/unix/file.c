@@ -18,7 +18,20 @@
  * or locked outside it.  The cache directory itself may be a symlink
  * (~/.cache often is).  Files are created 0666 and directories 0777, minus
  * the umask, so a group-shared cache with a permissive umask or default
- * ACLs works.
+ * ACLs works.  In a set-group-ID .locks (the usual way to share a
+ * directory with a group: new files and directories take its group),
+ * .locks and the lock files of their owner are also given group read and
+ * write permission, whatever that owner's umask: one member with umask 022
+ * must not shut the others out of a shared cache.
+ *
+ * Permissions: a lock file that cannot be opened for writing is opened
+ * read-only, since flock(2) needs no write access on a local filesystem.
+ * Opening with O_CREAT an existing file of another user in a world-writable
+ * sticky directory fails with EACCES under fs.protected_regular, even when
+ * the file is writable: so after EACCES the file is opened again without
+ * O_CREAT before falling back to read-only.  On a read-only filesystem (a
+ * read-only bind mount of the cache) existing lock files are opened
+ * read-only, and acquire.c allows only shared locks there.
  */
 #define _GNU_SOURCE
 #include "unix.h"
@@ -30,10 +43,15 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
+/* .locks is opened only to open files relative to it, and to be kept for
+ * that: O_PATH needs no read permission and cannot read.  Elsewhere a
+ * directory opened O_RDONLY does the same. */
+#if !USE_O_PATH
+#undef O_PATH
+#endif
 #ifndef O_PATH
 #define O_PATH O_RDONLY
 #endif
@@ -171,39 +189,6 @@ static int open_locks_dir(struct cachelock__path *p)
     return dfd;
 }
 
-/* Filesystems whose locks are the local kernel's own (fs/locks.c), where
- * flock(2) and OFD byte-range locks never interact.  Network and FUSE
- * filesystems may implement or emulate both with one server-side
- * mechanism (NFS turns flock into a whole-file byte-range lock), so there
- * descriptors are not pooled and waiters put no marks: releases close, as
- * flock(1) does.  Magic numbers from statfs(2). */
-static int is_local_fs(long type)
-{
-    switch ((unsigned long)type & 0xffffffffu) {
-    case 0xEF53:        /* ext2, ext3, ext4 */
-    case 0x58465342:    /* xfs */
-    case 0x9123683E:    /* btrfs */
-    case 0x01021994:    /* tmpfs */
-    case 0x858458F6:    /* ramfs */
-    case 0x794C7630:    /* overlayfs */
-    case 0x2FC12FC1:    /* zfs */
-    case 0xF2F52010:    /* f2fs */
-    case 0xCA451A4E:    /* bcachefs */
-    case 0x52654973:    /* reiserfs */
-    case 0x3153464A:    /* jfs */
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-static int dir_is_local(int dfd)
-{
-    struct statfs sf;
-    /* Unknown means not local: no pool, the behaviour that is always safe. */
-    return cachelock__sys.fstatfs(dfd, &sf) == 0 && is_local_fs((long)sf.f_type);
-}
-
 static void set_id(struct cachelock__fileid *id, const struct stat *st)
 {
     id->dev = (uint64_t)st->st_dev;
@@ -211,22 +196,37 @@ static void set_id(struct cachelock__fileid *id, const struct stat *st)
 }
 
 /* Open the lock file of p in the .locks directory dfd: *fd (3 or above)
- * and its identity.  -ENOENT (no message) when it does not exist and
- * create is 0, so that the caller can go the long way. */
+ * and its identity (with its mode and owner in *st when st is not NULL).
+ * 0, or OPENED_RDONLY_FS or OPENED_RDONLY when it could only be opened
+ * read-only; -ENOENT (no message) when it does not exist and create is 0,
+ * so that the caller can go the long way. */
 static int open_in(int dfd, struct cachelock__path *p, int create, int *fdp,
-                   struct cachelock__fileid *id)
+                   struct cachelock__fileid *id, struct stat *stp)
 {
     const char *file = cachelock__path_file(p);
     const int common = LOCK_FILE_OPEN_FLAGS;
-    struct stat st;
-    int fd, rc;
+    struct stat own = { 0 }, *st = stp ? stp : &own;
+    int fd, rc, opened = 0;
 
     int missing = 0;
     fd = cachelock__sys.openat(dfd, file, O_RDWR | common | (create ? O_CREAT : 0), 0666);
-    if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) {
+    if (fd < 0 && errno == EACCES && create) {
+        /* fs.protected_regular refuses O_CREAT on another user's file in
+         * a world-writable sticky directory, even a writable one.  Without
+         * O_CREAT it opens; ENOENT says it was the creation that failed. */
+        fd = cachelock__sys.openat(dfd, file, O_RDWR | common);
+        if (fd < 0 && errno == ENOENT) {
+            errno = EACCES;
+            missing = 1;
+        } else if (fd < 0 && errno != EACCES) {
+            missing = -1;   /* say what this open found */
+        }
+    }
+    if (fd < 0 && !missing && (errno == EACCES || errno == EROFS || errno == EPERM)) {
         /* A lock file we may only read can still be flock(2)ed; a
          * read-only filesystem still holds usable existing lock files. */
         int first = errno;
+        opened = first == EROFS ? OPENED_RDONLY_FS : OPENED_RDONLY;
         fd = cachelock__sys.openat(dfd, file, O_RDONLY | common);
         if (fd < 0 && errno == ENOENT) {
             errno = first;
@@ -234,43 +234,73 @@ static int open_in(int dfd, struct cachelock__path *p, int create, int *fdp,
         }
     }
     if (fd < 0) {
-        if (errno == ENOENT)
+        if (errno == ENOENT && missing <= 0)
             return -ENOENT;
         /* "create" when there was nothing to open: the command line maps
          * that to EX_CANTCREAT, a file that exists but cannot be opened
          * to EX_NOINPUT. */
-        if (create && (missing || errno == ENOSPC || errno == EDQUOT))
+        if (create && errno == EROFS && missing > 0)
+            return cachelock__failf(-EROFS, "cannot create lock file '%s': %s (the cache is on a "
+                                    "read-only mount: only shared locks on lock files that "
+                                    "exist already work there)", p->buf, cachelock_strerror(EROFS));
+        if (create && (missing > 0 || errno == ENOSPC || errno == EDQUOT))
             return cachelock__fail(-errno, "create lock file", p->buf);
         return cachelock__fail(-errno, "open lock file", p->buf);
     }
     fd = cachelock__os_keep_high(fd);
     if (fd < 0)
         return cachelock__fail(-errno, "open lock file", p->buf);
-    if (cachelock__sys.fstat(fd, &st) < 0) {
+    if (cachelock__sys.fstat(fd, st) < 0) {
         rc = cachelock__fail(-errno, "stat lock file", p->buf);
         cachelock__os_close(fd);
         return rc;
     }
-    if (!S_ISREG(st.st_mode)) {
+    if (!S_ISREG(st->st_mode)) {
         cachelock__os_close(fd);
         return cachelock__failf(-ENXIO, "cannot open lock file '%s': not a regular file", p->buf);
     }
-    set_id(id, &st);
+    set_id(id, st);
     *fdp = fd;
-    return 0;
+    return opened;
 }
 
 int cachelock__os_open_in(int dfd, struct cachelock__path *p, int *fd,
                           struct cachelock__fileid *id)
 {
-    return open_in(dfd, p, 0, fd, id);
+    return open_in(dfd, p, 0, fd, id, NULL);
+}
+
+/* A group-shared cache: .locks is set-group-ID (on Linux a directory made
+ * in a set-group-ID directory inherits the bit and the group).  Give its
+ * owner's .locks and lock files the group permissions that keep the cache
+ * usable by every member: .locks rwx, a lock file rw (on NFS an exclusive
+ * lock needs write access).  Only what this user owns can be changed; a
+ * failure changes nothing else (the acquire goes on). */
+static void share_with_group(int dfd, const struct stat *dir, int fd, const struct stat *file)
+{
+    uid_t me;
+    if (!(dir->st_mode & S_ISGID))
+        return;
+    me = geteuid();
+    if (dir->st_uid == me && (dir->st_mode & S_IRWXG) != S_IRWXG) {
+        /* dfd may be an O_PATH descriptor, which fchmod(2) refuses: open
+         * the very same directory through it (".", never a path that
+         * someone could have turned into a symbolic link meanwhile). */
+        int d = cachelock__sys.openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (d >= 0) {
+            cachelock__sys.fchmod(d, (unsigned)(dir->st_mode & 07777) | S_IRWXG);
+            cachelock__sys.close(d);
+        }
+    }
+    if (file->st_uid == me && (file->st_mode & (S_IRGRP | S_IWGRP)) != (S_IRGRP | S_IWGRP))
+        cachelock__sys.fchmod(fd, (unsigned)(file->st_mode & 07777) | S_IRGRP | S_IWGRP);
 }
 
 int cachelock__os_open(struct cachelock__path *p, int nocreate, int *fdp,
                        struct cachelock__fileid *id, int *local, struct cachelock__dir *keep)
 {
     int mkdirs = 0, reopens = 0, dfd, rc;
-    struct stat st;
+    struct stat st, file = { 0 };
 
     *fdp = -1;
     *local = 0;
@@ -293,7 +323,7 @@ int cachelock__os_open(struct cachelock__path *p, int nocreate, int *fdp,
             dir_end(p, p->locks_len, c);
             return rc;
         }
-        rc = open_in(dfd, p, !nocreate, fdp, id);
+        rc = open_in(dfd, p, !nocreate, fdp, id, &file);
         if (rc == -ENOENT && !nocreate && reopens++ < 4) {
             /* .locks was removed between the two opens: start again. */
             cachelock__sys.close(dfd);
@@ -303,19 +333,31 @@ int cachelock__os_open(struct cachelock__path *p, int nocreate, int *fdp,
             cachelock__fail(rc, "open lock file", p->buf);
         break;
     }
-    if (rc == 0) {
-        *local = dir_is_local(dfd);
-        /* Keep the directory for later opens of its other lock files when
-         * the caller wants it (and we can say what it is). */
-        if (keep && cachelock__sys.fstat(dfd, &st) == 0) {
-            set_id(&keep->id, &st);
-            keep->local = *local;
-            keep->fd = cachelock__os_keep_high(dfd);    /* closes dfd on failure */
-            return 0;
+    if (rc >= 0) {
+        *local = cachelock__os_fs_kind_cached(p, dfd, id->dev);
+        /* What .locks is: to keep it for later opens of its other lock
+         * files when the caller wants it (and we can say what it is), and
+         * to share a new lock file with the group. */
+        if ((keep || !nocreate) && cachelock__sys.fstat(dfd, &st) == 0) {
+            share_with_group(dfd, &st, *fdp, &file);
+            if (keep) {
+                set_id(&keep->id, &st);
+                keep->local = *local;
+                keep->fd = cachelock__os_keep_high(dfd);    /* closes dfd on failure */
+                return rc;
+            }
         }
     }
     cachelock__sys.close(dfd);
     return rc;
+}
+
+int cachelock__os_fd_readonly(int fd)
+{
+    int fl = cachelock__sys.fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    return (fl & O_ACCMODE) == O_RDONLY;
 }
 
 int cachelock__os_lock(int fd, cachelock_mode_t mode, int block)
@@ -398,6 +440,7 @@ int cachelock__os_path_names(const char *path, const struct cachelock__fileid *i
  * cannot meet a byte-range lock some other program takes on the data. */
 #define MARK_OFFSET ((off_t)0x7ffffffffffffffeLL)
 
+#if USE_OFD_MARKS
 int cachelock__os_mark_waiting(int fd, int on)
 {
     struct flock fl;
@@ -424,6 +467,25 @@ int cachelock__os_has_waiters(int fd)
         return 1;
     return fl.l_type != F_UNLCK;
 }
+#else
+/* Without OFD locks a waiter cannot mark a file, so a releaser must
+ * assume one waits on every file: it closes, which the waiter's kqueue
+ * watch (or its re-check timer) sees.  Released files are never kept open;
+ * what the pool still keeps are descriptors of acquires that never got
+ * their lock, which nobody waits to see closed. */
+int cachelock__os_mark_waiting(int fd, int on)
+{
+    (void)fd;
+    (void)on;
+    return -ENOSYS;
+}
+
+int cachelock__os_has_waiters(int fd)
+{
+    (void)fd;
+    return 1;
+}
+#endif
 
 int cachelock__os_remove_held(struct cachelock__path *p, const struct cachelock__fileid *id)
 {
@@ -508,8 +570,13 @@ int64_t cachelock__os_age_ms(int fd)
     if (cachelock__sys.fstat(fd, &st) < 0)
         return -errno;
     clock_gettime(CLOCK_REALTIME, &now);
-    int64_t age = ((int64_t)now.tv_sec - st.st_mtim.tv_sec) * 1000 +
-                  (now.tv_nsec - st.st_mtim.tv_nsec) / 1000000;
+#ifdef __APPLE__
+    const struct timespec changed = st.st_mtimespec;
+#else
+    const struct timespec changed = st.st_mtim;
+#endif
+    int64_t age = ((int64_t)now.tv_sec - changed.tv_sec) * 1000 +
+                  (now.tv_nsec - changed.tv_nsec) / 1000000;
     return age < 0 ? 0 : age;
 }
 

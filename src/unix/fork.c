@@ -20,7 +20,7 @@
  * down the line of descendants.
  */
 #define _GNU_SOURCE
-#include "../internal.h"
+#include "unix.h"
 
 #include <pthread.h>
 #include <sys/mman.h>
@@ -33,7 +33,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void setup(void)
 {
-#ifdef MADV_WIPEONFORK
+#if USE_WIPEONFORK && defined(MADV_WIPEONFORK)
     long size = sysconf(_SC_PAGESIZE);
     void *p = mmap(NULL, size > 0 ? (size_t)size : 4096, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

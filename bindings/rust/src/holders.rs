@@ -9,8 +9,10 @@ use crate::{args, ffi, Error, Mode, Result};
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Holder {
-    /// The process that took the lock (after a fork, a child may be the one
-    /// still holding it).
+    /// The process, numbered in this process's PID namespace; 0 for one
+    /// that holds the lock but cannot be named here (in another PID
+    /// namespace, on another machine, or one that inherited the lock from
+    /// a process now gone and cannot be found).
     pub pid: u32,
     /// How it holds the lock, or wants it.
     pub mode: Mode,
