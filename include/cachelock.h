@@ -301,6 +301,17 @@ extern "C" {
 #  define CACHELOCK_EXTERN
 #endif
 
+/* Codes this library returns that the C runtimes of Windows lack: there
+ * they take the values of Winsock's WSAESTALE and WSAEDQUOT. */
+#if defined(_WIN32)
+#  ifndef ESTALE
+#    define ESTALE 10070
+#  endif
+#  ifndef EDQUOT
+#    define EDQUOT 10069
+#  endif
+#endif
+
 #define CACHELOCK_VERSION_MAJOR 0
 #define CACHELOCK_VERSION_MINOR 3
 #define CACHELOCK_VERSION_PATCH 0
@@ -309,6 +320,11 @@ extern "C" {
 /* Longest accepted source name, in bytes: "{source}.lock" must fit NAME_MAX
  * (255) on every filesystem we support. */
 #define CACHELOCK_NAME_MAX 250
+
+/* Longest lock path, "{cache_dir}/.locks/{source}.lock", in bytes (UTF-8
+ * on Windows) without its NUL: longer ones give -ENAMETOOLONG.  The same on
+ * every system, whatever its PATH_MAX (260 with mingw). */
+#define CACHELOCK_PATH_MAX 4095
 
 /* Longest interval between two re-checks of a timed or asynchronous wait,
  * in milliseconds: the worst handoff delay when the holder unlocks without
@@ -455,8 +471,17 @@ CACHELOCK_EXTERN void cachelock_release(cachelock_t *lock);
 /* cachelock_fd - the lock's descriptor, for fstat(2) or to hand to a child
  * (it has FD_CLOEXEC set).  Do not close it or flock(2) it; it stays owned
  * by the handle, and is closed (never kept) at the release.  -EINVAL if
- * lock is NULL or not a held lock. */
+ * lock is NULL or not a held lock; -ENOSYS on Windows, where a lock is
+ * held through a HANDLE (cachelock_handle()). */
 CACHELOCK_EXTERN int cachelock_fd(const cachelock_t *lock);
+
+/* cachelock_handle - Windows: the lock's file HANDLE, as a void *, for
+ * GetFileInformationByHandle() or DuplicateHandle().  It is not
+ * inheritable.  Do not close it, lock or unlock it; it stays owned by the
+ * lock and is closed at the release.  NULL (with the message) if lock is
+ * NULL or not a held lock, and on other systems, where a lock is held
+ * through a descriptor (cachelock_fd()). */
+CACHELOCK_EXTERN void *cachelock_handle(const cachelock_t *lock);
 
 /* cachelock_mode - the mode the lock is held in, or -EINVAL if lock is
  * NULL or not a held lock. */
@@ -546,6 +571,18 @@ CACHELOCK_EXTERN int cachelock_wait_step(cachelock_wait_t *wait, cachelock_t **o
  * -1 when there is none (no inotify: rely on the timeout alone).  It may
  * change after a step; fetch it again before every poll. */
 CACHELOCK_EXTERN int cachelock_wait_fd(const cachelock_wait_t *wait);
+
+/* cachelock_wait_handle - Windows: the event to wait for between steps
+ * (WaitForSingleObject(), WaitForMultipleObjects(),
+ * MsgWaitForMultipleObjectsEx(), RegisterWaitForSingleObject()), as a
+ * void *, for at most cachelock_wait_timeout() milliseconds; or NULL when
+ * there is none: rely on the timeout alone (as under wine, see README.md,
+ * "Windows").  It is signalled when the lock request that the wait queued
+ * in the kernel is granted.  It belongs to the wait: do not close, set or
+ * reset it.  It may change after a step; fetch it again before every wait.
+ * NULL on other systems, where cachelock_wait_fd() is what to poll; on
+ * Windows cachelock_wait_fd() is always -1. */
+CACHELOCK_EXTERN void *cachelock_wait_handle(const cachelock_wait_t *wait);
 
 /* cachelock_wait_timeout - milliseconds until the next step is due (the
  * next re-check or the deadline, whichever is first), for poll(2); 0 when a

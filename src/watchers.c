@@ -67,8 +67,11 @@ static int instance_take(struct cachelock__watch *w, uint64_t epoch)
         return 0;
     }
     w->fd = cachelock__os_notify_open();
-    if (w->fd < 0)
-        return w->fd;
+    if (w->fd < 0) {
+        int rc = w->fd;
+        w->fd = -1;     /* cachelock_wait_fd() says -1 for none */
+        return rc;
+    }
     int rc = cachelock__os_fd_id(w->fd, &w->fd_id);
     if (rc < 0) {
         cachelock__os_close(w->fd);
