@@ -35,6 +35,9 @@ if [ ! -f "$WINEPREFIX/system.reg" ]; then
     wineboot -i >/dev/null 2>&1 || { echo "wine.sh: wineboot failed" >&2; exit 1; }
     echo "# wine prefix made in $(( $(date +%s) - start )) s: $WINEPREFIX"
 fi
+# A wineserver of this prefix still up (wineboot leaves one for a few
+# seconds) ends first: only a new one can be told to stay.
+wineserver -w
 wineserver -p
 trap 'wineserver -k 2>/dev/null || true' EXIT
 # The first program starts wine's services (services.exe, winedevice.exe),
