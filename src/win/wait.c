@@ -194,6 +194,12 @@ int cachelock__os_mark_waiting(int fd, cachelock_mode_t mode, int on)
             withdraw(r);
         return 0;
     }
+    if (r && r->flags != (mode == CACHELOCK_EXCLUSIVE ? LOCKFILE_EXCLUSIVE_LOCK : 0u)) {
+        /* Left behind by a handle of the same value that the program
+         * closed under us (its request ended with it): not this one's. */
+        forget(r);
+        r = NULL;
+    }
     if (r)
         return r->state == QUEUED ? 0 : 1;
     if (__atomic_load_n(&not_queued, __ATOMIC_RELAXED))
@@ -310,6 +316,10 @@ int cachelock__os_lock(int fd, cachelock_mode_t mode, int block)
     OVERLAPPED ov;
     DWORD n;
 
+    if (r && r->flags != flags) {
+        forget(r);          /* a closed handle's, as in os_mark_waiting() */
+        r = NULL;
+    }
     if (r && r->state != COLLECTED)
         return collect(r);
     if (!block)
