@@ -120,7 +120,11 @@ static int pending_was_queued(HANDLE h, OVERLAPPED *ov)
 {
     if (__atomic_load_n(&sentinel_unreliable, __ATOMIC_RELAXED))
         return 1;
-    if (!cachelock__sys.CancelIoEx(h, ov) && GetLastError() == ERROR_NOT_FOUND &&
+    /* Nothing to cancel (ERROR_NOT_FOUND, or any failure: never take a
+     * request for queued without proof, GetOverlappedResult would then
+     * report a grant that wine never made), and nothing completed either,
+     * which would have overwritten the sentinel. */
+    if (!cachelock__sys.CancelIoEx(h, ov) &&
         __atomic_load_n(&ov->Internal, __ATOMIC_ACQUIRE) == SENTINEL) {
         __atomic_store_n(&not_queued, 1, __ATOMIC_RELAXED);
         return 0;
