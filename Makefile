@@ -101,7 +101,7 @@ endif
 # signals, inotify, /proc or the Unix system-call table); make windows
 # builds them and make check-windows runs them under wine.
 WINE_TESTS := test_names test_acquire test_wait test_threads test_bad_input test_prune \
-              test_interop test_holders test_ownership
+              test_interop test_holders test_ownership test_faults_win
 BENCHES  := $(BUILD)/bench/bench_handoff $(BUILD)/bench/bench_acquire $(BUILD)/bench/bench_contended \
             $(BUILD)/bench/bench_peers $(BUILD)/bench/bench_scale $(BUILD)/bench/bench_status
 

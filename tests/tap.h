@@ -437,10 +437,10 @@ __attribute__((unused)) static int count_fds(void)
 {
 #ifdef _WIN32
     /* Handles of every kind, by asking for each handle value in turn
-     * (multiples of 4; a test process has far fewer than 4096):
+     * (multiples of 4; a test process has far fewer than 1024):
      * GetProcessHandleCount says 0 under wine. */
     int n = 0;
-    for (uintptr_t v = 4; v < 0x4000; v += 4) {
+    for (uintptr_t v = 4; v < 0x1000; v += 4) {
         DWORD flags;
         n += GetHandleInformation((HANDLE)v, &flags) != 0;
     }
