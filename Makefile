@@ -124,8 +124,10 @@ $(BUILD)/shared/%.o: %.c $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(LIBCFLAGS) -DCACHELOCK_BUILDING_SHARED -c -o $@ $<
 
+# -static-libgcc: the emulated thread-local storage of the messages would
+# otherwise need libgcc_s_seh-1.dll beside the DLL.
 $(SHARED): $(LIB_SRC:%.c=$(BUILD)/shared/%.o)
-	$(CC) -shared $(NOUNDEF) -Wl,--out-implib,$(IMPLIB) $(ALLLDFLAGS) -o $@ $^
+	$(CC) -shared -static-libgcc $(NOUNDEF) -Wl,--out-implib,$(IMPLIB) $(ALLLDFLAGS) -o $@ $^
 else
 $(SHARED): $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,$(SONAME) $(NOUNDEF) $(ALLLDFLAGS) -o $@ $^

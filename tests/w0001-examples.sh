@@ -2,7 +2,7 @@
 # The examples of the Windows build run under wine, and the DLL exports the
 # API and nothing else.  Run by tests/wine.sh (make check-windows).
 . "$(dirname "$0")/lib.sh"
-plan 3
+plan 4
 
 t_take_turns_example() {
     timeout 60 wine "$BUILD/examples/take_turns.exe" "$(winepath -w "$D")" >"$T/out" &&
@@ -25,5 +25,16 @@ t_dll_exports_only_the_api() {
     test -f "$BUILD/libcachelock.dll.a" && test -f "$BUILD/libcachelock.a"
 }
 ok "cachelock.dll exports cachelock_* only; import and static libraries exist" t_dll_exports_only_the_api
+
+# Nothing to ship beside cachelock.dll and cachelock.exe: they import from
+# Windows' own DLLs only (no libwinpthread-1.dll, no libgcc_s_seh-1.dll).
+t_no_runtime_dlls_needed() {
+    for f in "$BUILD/cachelock.dll" "$BUILD/cachelock.exe"; do
+        ${CROSS:-x86_64-w64-mingw32-}objdump -p "$f" | sed -n 's/^[[:space:]]*DLL Name: //p' >"$T/dlls" &&
+        cat "$T/dlls" &&
+        ! grep -iv '^\(kernel32\|msvcrt\)\.dll$' "$T/dlls" || return 1
+    done
+}
+ok "cachelock.dll and cachelock.exe need only kernel32.dll and msvcrt.dll" t_no_runtime_dlls_needed
 
 done_testing
