@@ -60,7 +60,8 @@
  *   wait, release and prune go through an internal table, and
  *   tests/test_faults.c makes each one fail in turn to prove this (all but
  *   reading the entries of .locks, and prune's linkat(2) that puts back a
- *   file renamed onto a name in the instant it was being removed).
+ *   file renamed onto a name in the instant it was being removed);
+ *   tests/test_faults_win.c does the same with the Windows calls.
  *
  *   -EWOULDBLOCK ("busy", from a try) and -ETIMEDOUT (the deadline passed)
  *   are outcomes, not errors of the system: the lock is held by someone else.
