@@ -5,6 +5,11 @@
 #   make demo            the README's demonstration
 #   make install         PREFIX=/usr/local DESTDIR= (header, libs, .pc, man, CLI)
 #   make bench           benchmarks (never part of check)
+#   make windows         the same for Windows, cross-built with mingw-w64
+#                        (make CROSS=x86_64-w64-mingw32-): cachelock.dll and
+#                        its import library, the static library,
+#                        cachelock.exe, the examples and the test programs
+#   make check-windows   build for Windows and run the tests under wine
 #
 # Sanitizer builds go to their own directory, e.g.
 #   make check BUILD=build-asan SANITIZE=address,undefined
@@ -28,6 +33,17 @@ ifeq ($(PORTABLE),1)
 BUILD     ?= build-portable
 PORTFLAGS := -DCACHELOCK_PORTABLE
 endif
+# CROSS=x86_64-w64-mingw32- cross-builds for Windows; which system the
+# compiler builds for decides everything below.
+CROSS     ?=
+ifneq ($(CROSS),)
+CC        := $(CROSS)gcc
+AR        := $(CROSS)ar
+endif
+TARGET_OS := $(if $(findstring mingw,$(shell $(CC) -dumpmachine 2>/dev/null)),windows,unix)
+ifeq ($(TARGET_OS),windows)
+BUILD     ?= build-win
+endif
 BUILD     ?= build
 SANITIZE  ?=
 OPT       ?= -O2 -g
@@ -44,29 +60,66 @@ ALLCFLAGS  = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) $(PORTFLAGS) -pthread -Iinclude 
 LIBCFLAGS  = $(ALLCFLAGS) -fPIC -fvisibility=hidden
 ALLLDFLAGS = $(SANFLAGS) -pthread $(LDFLAGS)
 
-LIB_SRC := src/error.c src/name.c src/registry.c src/pool.c src/watchers.c src/acquire.c src/wait.c \
-           src/holders.c src/prune.c src/filesystem.c \
-           src/unix/syscalls.c src/unix/file.c src/unix/statfs.c src/unix/fork.c src/unix/notify.c src/unix/proc.c
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
-HDRS    := include/cachelock.h src/internal.h src/unix/unix.h
+PORTABLE_SRC := src/error.c src/name.c src/registry.c src/pool.c src/watchers.c src/acquire.c \
+                src/wait.c src/holders.c src/prune.c src/filesystem.c
+LIB_SRC := $(PORTABLE_SRC) \
+           src/unix/syscalls.c src/unix/file.c src/unix/statfs.c src/unix/fork.c src/unix/notify.c \
+           src/unix/proc.c
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+HDRS    := include/cachelock.h src/internal.h src/unix/unix.h src/unix/os.h
 
-STATIC  := $(BUILD)/libcachelock.a
-SHARED  := $(BUILD)/libcachelock.so.$(VERSION)
+EXE     :=
+STATIC   = $(BUILD)/libcachelock.a
+SHARED   = $(BUILD)/libcachelock.so.$(VERSION)
 SONAME  := libcachelock.so.$(SOVERSION)
 
-CLI_SRC := cli/main.c cli/run.c cli/lock.c cli/status.c cli/path.c cli/prune.c cli/selftest.c cli/util.c
-CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
-CLI     := $(BUILD)/cachelock
+CLI_SRC := cli/main.c cli/run.c cli/lock.c cli/status.c cli/path.c cli/prune.c cli/selftest.c \
+           cli/util.c
+CLI_OBJ  = $(CLI_SRC:%.c=$(BUILD)/%.o)
+CLI      = $(BUILD)/cachelock$(EXE)
+CLI_LDFLAGS :=
 
-EXAMPLES := $(BUILD)/examples/take_turns $(BUILD)/examples/poll_acquire
+EXAMPLES = $(BUILD)/examples/take_turns$(EXE) $(BUILD)/examples/poll_acquire$(EXE)
 TEST_C   := $(wildcard tests/test_*.c)
-TESTS    := $(TEST_C:tests/%.c=$(BUILD)/tests/%)
+TESTS    = $(TEST_C:tests/%.c=$(BUILD)/tests/%$(EXE))
+TEST_LDFLAGS :=
+ALL_EXTRA :=
+
+# Windows (mingw-w64): src/win instead of src/unix; no -pthread (the
+# library uses SRWLOCK and InitOnce, not winpthreads, which would add a
+# runtime DLL); a DLL whose objects are built again with dllexport, and its
+# import library; cachelock.exe with wmain (UTF-16 arguments).  The test
+# programs link winpthreads statically for their own threads.
+ifeq ($(TARGET_OS),windows)
+ALLCFLAGS  = $(CSTD) $(OPT) $(WARN) -Iinclude $(CFLAGS)
+LIBCFLAGS  = $(ALLCFLAGS)
+ALLLDFLAGS = $(LDFLAGS)
+LIB_SRC := $(PORTABLE_SRC) \
+           src/win/syscalls.c src/win/error.c src/win/thread.c src/win/path.c src/win/file.c \
+           src/win/wait.c src/win/proc.c src/win/fs.c
+HDRS    := include/cachelock.h src/internal.h src/win/win.h src/win/os.h
+EXE     := .exe
+SHARED   = $(BUILD)/cachelock.dll
+IMPLIB   = $(BUILD)/libcachelock.dll.a
+CLI_SRC := cli/main.c cli/win.c cli/status.c cli/path.c cli/prune.c cli/util.c
+CLI_LDFLAGS := -municode
+TESTS    = $(WINE_TESTS:%=$(BUILD)/tests/%.exe)
+TEST_LDFLAGS := -static -pthread
+ALL_EXTRA = $(TESTS)
+endif
+
+# The C tests that mean something on Windows (the others exercise fork(2),
+# signals, inotify, /proc or the Unix system-call table); make windows
+# builds them and make check-windows runs them under wine.
+WINE_TESTS := test_names test_acquire test_wait test_threads test_bad_input test_prune \
+              test_interop test_holders test_ownership test_faults_win
 BENCHES  := $(BUILD)/bench/bench_handoff $(BUILD)/bench/bench_acquire $(BUILD)/bench/bench_contended \
             $(BUILD)/bench/bench_peers $(BUILD)/bench/bench_scale $(BUILD)/bench/bench_status
 
-.PHONY: all check demo install uninstall bench torture valgrind fuzz mutants clean kqueue-syntax
+.PHONY: all check demo install uninstall bench torture valgrind fuzz mutants clean kqueue-syntax \
+        windows check-windows
 
-all: $(STATIC) $(SHARED) $(CLI) $(EXAMPLES)
+all: $(STATIC) $(SHARED) $(CLI) $(EXAMPLES) $(ALL_EXTRA)
 
 $(BUILD)/%.o: %.c $(HDRS)
 	@mkdir -p $(@D)
@@ -76,25 +129,38 @@ $(STATIC): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
+ifeq ($(TARGET_OS),windows)
+# The same objects again, exporting the API (CACHELOCK_EXTERN becomes
+# dllexport; with one dllexport, ld exports nothing else).
+$(BUILD)/shared/%.o: %.c $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(LIBCFLAGS) -DCACHELOCK_BUILDING_SHARED -c -o $@ $<
+
+# -static-libgcc: the emulated thread-local storage of the messages would
+# otherwise need libgcc_s_seh-1.dll beside the DLL.
+$(SHARED): $(LIB_SRC:%.c=$(BUILD)/shared/%.o)
+	$(CC) -shared -static-libgcc $(NOUNDEF) -Wl,--out-implib,$(IMPLIB) $(ALLLDFLAGS) -o $@ $^
+else
 $(SHARED): $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,$(SONAME) $(NOUNDEF) $(ALLLDFLAGS) -o $@ $^
 	ln -sf libcachelock.so.$(VERSION) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $(BUILD)/libcachelock.so
+endif
 
 $(BUILD)/cli/%.o: cli/%.c cli/cli.h include/cachelock.h
 	@mkdir -p $(@D)
 	$(CC) $(ALLCFLAGS) -c -o $@ $<
 
 $(CLI): $(CLI_OBJ) $(STATIC)
-	$(CC) $(ALLLDFLAGS) -o $@ $(CLI_OBJ) $(STATIC)
+	$(CC) $(ALLLDFLAGS) $(CLI_LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC)
 
-$(BUILD)/examples/%: examples/%.c $(STATIC) include/cachelock.h
+$(BUILD)/examples/%$(EXE): examples/%.c $(STATIC) include/cachelock.h
 	@mkdir -p $(@D)
 	$(CC) $(ALLCFLAGS) -o $@ $< $(STATIC) $(ALLLDFLAGS)
 
-$(BUILD)/tests/%: tests/%.c tests/tap.h $(STATIC) $(HDRS)
+$(BUILD)/tests/%$(EXE): tests/%.c tests/tap.h tests/helpers.h $(STATIC) $(HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(ALLCFLAGS) -Isrc -o $@ $< $(STATIC) $(ALLLDFLAGS)
+	$(CC) $(ALLCFLAGS) -Isrc -o $@ $< $(STATIC) $(ALLLDFLAGS) $(TEST_LDFLAGS)
 
 $(BUILD)/bench/%: bench/%.c bench/bench.h $(STATIC) include/cachelock.h
 	@mkdir -p $(@D)
@@ -115,6 +181,18 @@ check: all $(TESTS) $(if $(PORTABLE),kqueue-syntax)
 kqueue-syntax:
 	$(CC) $(CSTD) $(WARN) -pthread -Iinclude -DCACHELOCK_PORTABLE -DCACHELOCK_FAKE_KQUEUE \
 	    -Itests/fake -fsyntax-only src/unix/notify.c
+# Windows, cross-built with mingw-w64 into build-win, and its tests run
+# under wine (tests/wine.sh: one wineserver for the whole run, a wine
+# prefix inside the build directory): the C tests of WINE_TESTS, and
+# tests/wNNNN-*.sh, the command line's.
+WIN_CROSS ?= x86_64-w64-mingw32-
+WIN_BUILD ?= build-win
+windows:
+	$(MAKE) CROSS=$(WIN_CROSS) BUILD=$(WIN_BUILD) all
+
+check-windows: windows
+	BUILD=$(abspath $(WIN_BUILD)) sh tests/wine.sh \
+	    $(WINE_TESTS:%=$(abspath $(WIN_BUILD))/tests/%.exe) $(wildcard tests/w[0-9]*.sh)
 
 demo: $(CLI) $(BUILD)/examples/take_turns
 	BUILD=$(abspath $(BUILD)) sh examples/demo.sh

@@ -73,7 +73,9 @@ int cli_parse_uint(const char *s, long max, long *out);
  * escapes, each byte that is not part of valid UTF-8 as \ufffd. */
 void cli_json_string(FILE *f, const char *s);
 /* Write s for people: a backslash as \\, control characters (C0, DEL, C1)
- * and bytes that are not part of valid UTF-8 as \xHH; the rest as is. */
+ * and bytes that are not part of valid UTF-8 as \xHH; the rest as is.  On
+ * Windows a backslash is the path separator and no name can hold one: it
+ * is shown as it is there. */
 void cli_text_string(FILE *f, const char *s);
 /* The same into buf (always NUL-terminated, cut short if it does not fit). */
 void cli_text_escape(char *buf, size_t size, const char *s);
@@ -96,7 +98,11 @@ void cli_fs_note(int kind, char *buf, size_t size);
 int cli_close_stdout(void);
 /* Seconds since an arbitrary point, from CLOCK_MONOTONIC. */
 double cli_now(void);
+/* An environment variable, as UTF-8 on Windows too; NULL when unset. */
+const char *cli_getenv(const char *name);
 
+/* The command, with its arguments as UTF-8 (main, or wmain on Windows). */
+int cli_main(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_status(int argc, char **argv);
 int cli_path(int argc, char **argv);

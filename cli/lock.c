@@ -99,6 +99,7 @@ struct lockfile {
 static int parse_fd(const char *cmd, const char *s, int *fd)
 {
     long v;
+    *fd = -1;
     if (cli_parse_uint(s, INT_MAX, &v) < 0)
         return cli_usage_error(cmd, "invalid file descriptor '%s': expected a number such as 9", s);
     *fd = (int)v;

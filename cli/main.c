@@ -44,7 +44,7 @@ static const char usage[] =
     "\n"
     "See cachelock(1) for exit statuses, the differences from flock(1) and examples.\n";
 
-int main(int argc, char **argv)
+int cli_main(int argc, char **argv)
 {
     if (argc < 2)
         return cli_usage_error(NULL, "missing command");
@@ -71,3 +71,11 @@ int main(int argc, char **argv)
         return cli_usage_error(NULL, "unrecognized option '%s'", cmd);
     return cli_usage_error(NULL, "unknown command '%s'", cmd);
 }
+
+#ifndef _WIN32
+/* Windows starts in wmain (cli/win.c), which converts the arguments. */
+int main(int argc, char **argv)
+{
+    return cli_main(argc, argv);
+}
+#endif

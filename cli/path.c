@@ -29,7 +29,7 @@ int cli_path(int argc, char **argv)
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
-    char path[4200];
+    char path[CACHELOCK_PATH_MAX + 1];
     const char *dir, *source;
     unsigned flags = 0;
     int c, rc, create = 0;

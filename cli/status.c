@@ -74,16 +74,21 @@ static int cache_fs = -1;
 
 static void show(const char *dir, const struct source_state *s, int json)
 {
-    char path[4200] = "";
-    size_t holders = 0;
+    char path[CACHELOCK_PATH_MAX + 1] = "";
+    size_t holders = 0, open = 0;
     int portable = cachelock_check_name(s->name) == 0;
 
     cachelock_path_ex(dir, s->name, CACHELOCK_F_ANYNAME, path, sizeof path);
-    for (size_t i = 0; i < s->n; i++)
-        holders += !s->h[i].waiting;
-    /* Holders come first, then waiters; no array at all when n == 0. */
-    const cachelock_holder_t *waiters = s->n ? s->h + holders : NULL;
-    const char *state = holders == 0 ? "free" : mode_name(s->h[0].mode);
+    for (size_t i = 0; i < s->n; i++) {
+        open += s->h[i].waiting < 0;
+        holders += s->h[i].waiting == 0;
+    }
+    /* Processes that have the file open, holder or waiter unknown
+     * (Windows), come first, then holders, then waiters; no array at all
+     * when n == 0. */
+    const cachelock_holder_t *held = s->n ? s->h + open : NULL;
+    const cachelock_holder_t *waiters = s->n ? held + holders : NULL;
+    const char *state = open ? "open" : holders == 0 ? "free" : mode_name(held[0].mode);
 
     if (json) {
         printf("{\"source\":");
@@ -91,9 +96,13 @@ static void show(const char *dir, const struct source_state *s, int json)
         printf(",\"path\":");
         cli_json_string(stdout, path);
         printf(",\"state\":\"%s\",\"holders\":", state);
-        print_json_people(s->h, holders);
+        print_json_people(held, holders);
         printf(",\"waiters\":");
-        print_json_people(waiters, s->n - holders);
+        print_json_people(waiters, s->n - open - holders);
+        if (open) {
+            printf(",\"open\":");
+            print_json_people(s->h, open);
+        }
         printf(",\"exists\":%s,\"known\":%s,\"portable\":%s,\"fs\":\"%s\"}\n",
                s->exists ? "true" : "false", s->known ? "true" : "false",
                portable ? "true" : "false", cachelock_fs_name(cache_fs));
@@ -103,16 +112,22 @@ static void show(const char *dir, const struct source_state *s, int json)
     printf(": ");
     if (!s->known)
         printf("unknown (no kernel lock table on this system)");
+    else if (open)
+        printf("open by ");
     else if (holders == 0)
         printf("free");
-    else if (s->h[0].mode == CACHELOCK_SHARED)
+    else if (held[0].mode == CACHELOCK_SHARED)
         printf("shared by %zu: ", holders);
     else
         printf("exclusive by ");
-    print_people(s->h, holders);
-    if (s->n > holders) {
-        printf("; %zu waiting: ", s->n - holders);
-        print_people(waiters, s->n - holders);
+    if (open) {
+        print_people(s->h, open);
+        printf(" (holders and waiters look alike here)");
+    }
+    print_people(held, holders);
+    if (s->n > open + holders) {
+        printf("; %zu waiting: ", s->n - open - holders);
+        print_people(waiters, s->n - open - holders);
     }
     if (!s->exists)
         printf(" (no lock file yet)");

@@ -12,6 +12,12 @@
 
 /* ---- Escaping for JSON and for terminals ---- */
 
+#ifdef _WIN32
+#define BACKSLASH_SEPARATES 1   /* in paths, and never part of a name */
+#else
+#define BACKSLASH_SEPARATES 0
+#endif
+
 /* The length of the valid UTF-8 sequence at p (1 to 4), or 0 when the byte
  * at p does not start one: no overlong forms, no surrogates, nothing above
  * U+10FFFF.  Stops at the NUL of a short string. */
@@ -88,7 +94,7 @@ static void text_escape(const char *s, int keep_backslash,
                 snprintf(hex, sizeof hex, "\\x%02x", p[i]);
                 put(ctx, hex, 4);
             }
-        } else if (*p == '\\' && !keep_backslash) {
+        } else if (*p == '\\' && !keep_backslash && !BACKSLASH_SEPARATES) {
             put(ctx, "\\\\", 2);
         } else {
             put(ctx, (const char *)p, n);
@@ -230,7 +236,7 @@ int cli_print_version(void)
 
 const char *cli_default_dir(const char *cmd)
 {
-    const char *dir = getenv(ENV_DIR);
+    const char *dir = cli_getenv(ENV_DIR);
     if (dir && *dir)
         return dir;
     cli_usage_error(cmd, "no CACHE_DIR given and %s is not set", ENV_DIR);
@@ -380,12 +386,25 @@ void cli_describe_person(const cachelock_holder_t *h, char *buf, size_t size)
 void cli_describe_holders(const char *dir, const char *source, char *buf, size_t size)
 {
     cachelock_holder_t *h = NULL;
-    size_t n = 0, holders = 0, used;
+    size_t n = 0, holders = 0, open = 0, used;
     int rc = cachelock_holders(dir, source, &h, &n);
     char who[1200];
 
-    for (size_t i = 0; i < n; i++)
-        holders += !h[i].waiting;
+    for (size_t i = 0; i < n; i++) {
+        holders += h[i].waiting == 0;
+        open += h[i].waiting < 0;
+    }
+    if (rc == 0 && holders == 0 && open > 0) {
+        /* Windows lists who has the file open, first in the array, and
+         * cannot say which of them holds it. */
+        used = (size_t)snprintf(buf, size, "held by one of the processes that have it open: ");
+        for (size_t i = 0; i < open && used < size; i++) {
+            cli_describe_person(&h[i], who, sizeof who);
+            used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", who);
+        }
+        free(h);
+        return;
+    }
     if (rc < 0 || holders == 0) {
         snprintf(buf, size, "held by a process not visible here (in another PID namespace or "
                  "container, on another machine, or it let go a moment ago)");
@@ -442,9 +461,17 @@ int cli_close_stdout(void)
     return EXIT_OSERR;
 }
 
+#ifndef _WIN32
+/* cli/win.c has these two for Windows. */
 double cli_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+
+const char *cli_getenv(const char *name)
+{
+    return getenv(name);
+}
+#endif

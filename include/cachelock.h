@@ -10,9 +10,10 @@
  *       {cache_dir}/.locks/{source}.lock
  *
  *   and a holder takes it exclusive (a writer) or shared (a reader).  The lock
- *   is an flock(2) lock on that file, so it is released by the kernel when the
- *   holder releases it, closes it, or dies: a crashed holder never leaves a
- *   stale lock behind.  Lock files stay on disk; their presence means nothing.
+ *   is an flock(2) lock on that file (LockFileEx on Windows, see WINDOWS), so
+ *   it is released by the kernel when the holder releases it, closes it, or
+ *   dies: a crashed holder never leaves a stale lock behind.  Lock files stay
+ *   on disk; their presence means nothing.
  *
  *   The paths and the lock primitive are the same as those of the CacheLock
  *   of the Rust package manager ccpm/agpm, and of util-linux flock(1) and
@@ -59,7 +60,8 @@
  *   wait, release and prune go through an internal table, and
  *   tests/test_faults.c makes each one fail in turn to prove this (all but
  *   reading the entries of .locks, and prune's linkat(2) that puts back a
- *   file renamed onto a name in the instant it was being removed).
+ *   file renamed onto a name in the instant it was being removed);
+ *   tests/test_faults_win.c does the same with the Windows calls.
  *
  *   -EWOULDBLOCK ("busy", from a try) and -ETIMEDOUT (the deadline passed)
  *   are outcomes, not errors of the system: the lock is held by someone else.
@@ -322,6 +324,71 @@
  *   signal handler.  The library then looks at the installed handlers: if
  *   every caught signal has SA_RESTART it goes on waiting, otherwise it
  *   returns -EINTR.  Waits work with all signals blocked.
+ *
+ * WINDOWS
+ *
+ *   The same library, built with mingw-w64 (cachelock.dll, or the static
+ *   library), with the same paths, names and calls.  What differs:
+ *
+ *   - The lock is LockFileEx(h, flags, 0, 0xFFFFFFFF, 0xFFFFFFFF, &ov):
+ *     offset 0, length 2^64 - 1, exclusive with LOCKFILE_EXCLUSIVE_LOCK, and
+ *     UnlockFile over the same range, exactly what fs4 (the Rust original's
+ *     lock crate), Rust's std File::lock, Cargo and Go's cmd/go take, so
+ *     that they and this library exclude one another (and Python's filelock,
+ *     whose one byte at offset 0 lies inside).  Like flock(2) it belongs to
+ *     the open file, so threads of one process exclude each other.
+ *   - Windows locks are mandatory: nobody else may read or write a file
+ *     locked exclusive, nobody at all may write one locked shared.  Lock
+ *     files are empty and never read or written; never store anything in
+ *     one, and expect backup or antivirus tools to be refused while a lock
+ *     is held.
+ *   - Timed and asynchronous waits queue their lock request in the kernel
+ *     (an overlapped LockFileEx), which grants it at the release whoever
+ *     releases and however; cachelock_wait_handle() is its event, and
+ *     cachelock_wait_fd() is always -1.  Cancelling (a timeout,
+ *     cachelock_wait_free()) is CancelIoEx followed by waiting for the
+ *     request to end, and a grant that won that race is unlocked again:
+ *     no lock ever arrives after a cancel.  Where requests are not queued
+ *     (wine 8 answers ERROR_IO_PENDING and queues nothing, which the library
+ *     detects), waits re-check on their timer alone (1 ms doubling to
+ *     CACHELOCK_RECHECK_MAX_MS) and cachelock_wait_handle() is NULL.
+ *   - Nothing is kept open after a release (KEPT DESCRIPTORS does not
+ *     apply): on filesystems without POSIX deletion a kept handle would
+ *     keep a pruned file "delete pending", its name unusable.
+ *   - cachelock_prune() deletes the very file it holds, through a handle
+ *     reopened from its own, with POSIX semantics where the filesystem has
+ *     them (NTFS on Windows 10 1709 and later: the name is free at once);
+ *     a file that another program opened without FILE_SHARE_DELETE
+ *     (Python's filelock does) cannot be deleted and is reported busy.
+ *     After every grant, a file that is "delete pending" or has no links
+ *     counts as pruned, as a file the path no longer names does.
+ *   - Paths are UTF-8, converted strictly (bytes that are not UTF-8 give
+ *     -EINVAL), made absolute and given the \\?\ prefix, so the limit is
+ *     CACHELOCK_PATH_MAX, not MAX_PATH.  The library joins with '\\' and
+ *     takes '/' and '\\' alike.  Names differing only in case are one lock
+ *     (NTFS is case-insensitive).  CACHELOCK_F_ANYNAME still refuses what
+ *     no Windows file name holds ('\\', ':', '*', '?', '"', '<', '>', '|',
+ *     control characters, bytes that are not UTF-8).
+ *   - Who holds it: Windows keeps no lock table.  cachelock_holders() and
+ *     cachelock_status() list the other processes that have the lock file
+ *     open (NtQueryInformationFile with FileProcessIdsUsingFileInformation,
+ *     or the Restart Manager), which holders, waiters and processes that
+ *     merely have it open all do: every entry has waiting == -1 and says
+ *     nothing of the mode; the calling process is never listed; command is
+ *     the path of its program.
+ *   - There is no fork(2), no signals and no thread cancellation: the
+ *     caveats about them do not apply.  cachelock_fd() gives -ENOSYS;
+ *     cachelock_handle() gives the HANDLE.  ESTALE and EDQUOT, which the
+ *     C runtimes lack, are defined by this header.
+ *
+ *   make check-windows runs the tests under wine, which is not Windows:
+ *   wine does not queue overlapped lock requests (so the timer path is what
+ *   is tested there), does not enforce mandatory locking, has no POSIX
+ *   deletion and no "delete pending", lists no process that has a file open,
+ *   and makes no symbolic links.  Only a real Windows machine can confirm
+ *   the queued waits and their cancel, mandatory locking, the holder
+ *   listing, POSIX deletion and reparse points being refused (README.md,
+ *   "Windows").
  */
 #ifndef CACHELOCK_H
 #define CACHELOCK_H
@@ -348,6 +415,20 @@ extern "C" {
 #  define CACHELOCK_EXTERN
 #endif
 
+/* Codes this library returns that the C runtimes of Windows lack: there
+ * they take the values of Winsock's WSAESTALE, WSAEDQUOT and WSAEREMOTE. */
+#if defined(_WIN32)
+#  ifndef ESTALE
+#    define ESTALE 10070
+#  endif
+#  ifndef EDQUOT
+#    define EDQUOT 10069
+#  endif
+#  ifndef EREMOTE
+#    define EREMOTE 10071
+#  endif
+#endif
+
 #define CACHELOCK_VERSION_MAJOR 0
 #define CACHELOCK_VERSION_MINOR 3
 #define CACHELOCK_VERSION_PATCH 0
@@ -356,6 +437,11 @@ extern "C" {
 /* Longest accepted source name, in bytes: "{source}.lock" must fit NAME_MAX
  * (255) on every filesystem we support. */
 #define CACHELOCK_NAME_MAX 250
+
+/* Longest lock path, "{cache_dir}/.locks/{source}.lock", in bytes (UTF-8
+ * on Windows) without its NUL: longer ones give -ENAMETOOLONG.  The same on
+ * every system, whatever its PATH_MAX (260 with mingw). */
+#define CACHELOCK_PATH_MAX 4095
 
 /* Longest interval between two re-checks of a timed or asynchronous wait,
  * in milliseconds: the worst handoff delay when the holder unlocks without
@@ -403,8 +489,9 @@ typedef struct cachelock_options {
  * only portable ones (see CAVEATS): for caches shared with tools that
  * create names such as "aux" or "tools:beta" (the Rust original, flock(1)).
  * Still refused: empty, "." and "..", '/', and over CACHELOCK_NAME_MAX
- * bytes.  Names that this flag lets through may mean another file, or
- * none, on Windows. */
+ * bytes; on Windows also what no Windows file name holds (see WINDOWS).
+ * A name that this flag lets through may mean another file there, or none
+ * (a device: "nul"). */
 #define CACHELOCK_F_ANYNAME 0x4u
 
 /* Refuse to lock unless the lock file is on a local filesystem, whose
@@ -457,7 +544,7 @@ typedef enum cachelock_fs_kind {
  * Returns 0, or:
  *   -EINVAL        cache_dir, source or out is NULL or empty; bad source name
  *   -ENAMETOOLONG  source longer than CACHELOCK_NAME_MAX, or the whole path
- *                  longer than PATH_MAX
+ *                  longer than CACHELOCK_PATH_MAX
  *   -EDEADLK       the calling thread already holds this source in a
  *                  conflicting mode (see OWNERSHIP)
  *   -EINTR         a signal handler without SA_RESTART ran while waiting
@@ -540,8 +627,17 @@ CACHELOCK_EXTERN void cachelock_release(cachelock_t *lock);
 /* cachelock_fd - the lock's descriptor, for fstat(2) or to hand to a child
  * (it has FD_CLOEXEC set).  Do not close it or flock(2) it; it stays owned
  * by the handle, and is closed (never kept) at the release.  -EINVAL if
- * lock is NULL or not a held lock. */
+ * lock is NULL or not a held lock; -ENOSYS on Windows, where a lock is
+ * held through a HANDLE (cachelock_handle()). */
 CACHELOCK_EXTERN int cachelock_fd(const cachelock_t *lock);
+
+/* cachelock_handle - Windows: the lock's file HANDLE, as a void *, for
+ * GetFileInformationByHandle() or DuplicateHandle().  It is not
+ * inheritable.  Do not close it, lock or unlock it; it stays owned by the
+ * lock and is closed at the release.  NULL (with the message) if lock is
+ * NULL or not a held lock, and on other systems, where a lock is held
+ * through a descriptor (cachelock_fd()). */
+CACHELOCK_EXTERN void *cachelock_handle(const cachelock_t *lock);
 
 /* cachelock_mode - the mode the lock is held in, or -EINVAL if lock is
  * NULL or not a held lock. */
@@ -656,6 +752,18 @@ CACHELOCK_EXTERN int cachelock_wait_step(cachelock_wait_t *wait, cachelock_t **o
  * change after a step; fetch it again before every poll. */
 CACHELOCK_EXTERN int cachelock_wait_fd(const cachelock_wait_t *wait);
 
+/* cachelock_wait_handle - Windows: the event to wait for between steps
+ * (WaitForSingleObject(), WaitForMultipleObjects(),
+ * MsgWaitForMultipleObjectsEx(), RegisterWaitForSingleObject()), as a
+ * void *, for at most cachelock_wait_timeout() milliseconds; or NULL when
+ * there is none: rely on the timeout alone (as under wine, see README.md,
+ * "Windows").  It is signalled when the lock request that the wait queued
+ * in the kernel is granted.  It belongs to the wait: do not close, set or
+ * reset it.  It may change after a step; fetch it again before every wait.
+ * NULL on other systems, where cachelock_wait_fd() is what to poll; on
+ * Windows cachelock_wait_fd() is always -1. */
+CACHELOCK_EXTERN void *cachelock_wait_handle(const cachelock_wait_t *wait);
+
 /* cachelock_wait_timeout - milliseconds until the next step is due (the
  * next re-check or the deadline, whichever is first), for poll(2); 0 when a
  * step is due now.  Never -1 while in progress, never more than
@@ -691,8 +799,9 @@ CACHELOCK_EXTERN int cachelock_check_name_ex(const char *source, unsigned flags)
  *   [out] buf, size          room for the path and its NUL
  *
  * Returns the length of the path (not counting the NUL), or -EINVAL,
- * -ENAMETOOLONG (the path does not fit PATH_MAX) or -ERANGE (it does not fit
- * size).  Touches nothing on disk.
+ * -ENAMETOOLONG (the path is longer than CACHELOCK_PATH_MAX) or -ERANGE (it
+ * does not fit size).  Touches nothing on disk.  On Windows the path is
+ * joined with '\\' (see WINDOWS).
  */
 CACHELOCK_EXTERN int cachelock_path(const char *cache_dir, const char *source,
                                     char *buf, size_t size);
@@ -793,7 +902,9 @@ typedef struct cachelock_holder {
     int pid;                 /* the process, in the caller's PID namespace;
                                 0: one that cannot be named (see below) */
     cachelock_mode_t mode;   /* how it holds or wants the lock */
-    int waiting;             /* 1: blocked in flock(2) waiting for it */
+    int waiting;             /* 1: blocked in flock(2) waiting for it;
+                                -1 (Windows): has the lock file open,
+                                holding it or waiting, mode unknown */
     char command[256];       /* its command line, "" if unreadable */
 } cachelock_holder_t;
 
@@ -832,6 +943,9 @@ typedef struct cachelock_holder {
  * its table: it is read twice and both readings are merged, but while
  * other locks come and go a holder may still be missed or one that has
  * just left listed.
+ *
+ * Windows has no lock table: there the entries are the other processes
+ * that have the lock file open, each with waiting -1 (see WINDOWS).
  *
  * Returns 0, or -EINVAL, -ENAMETOOLONG, -ENOENT (no lock file: nobody ever
  * locked it), -ENOSYS (no lock table on this system), -ENOMEM, or another

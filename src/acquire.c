@@ -127,10 +127,10 @@ static int open_handle(struct cachelock__attempt *a)
     struct cachelock__dir keep;
     int local = CACHELOCK_FS_UNKNOWN, opened = 0, rc;
 
-    /* Only absolute paths are kept: a relative one names another file
-     * after chdir(2). */
-    const int absolute = a->path.buf[0] == '/';
-    h = absolute ? cachelock__pool_take(a->path.buf, a->path.len, a->hash) : NULL;
+    /* Only paths the OS layer may keep: on Unix absolute ones (a relative
+     * one names another file after chdir(2)), on Windows none. */
+    const int keepable = cachelock__os_may_keep(a->path.buf);
+    h = keepable ? cachelock__pool_take(a->path.buf, a->path.len, a->hash) : NULL;
     if (h) {
         a->h = h;
         a->fresh = 0;       /* check the descriptor before locking it */
@@ -144,15 +144,15 @@ static int open_handle(struct cachelock__attempt *a)
     h->hash = a->hash;
     h->flags = 0;
     h->owner = 0;
-    rc = absolute ? open_through_kept_dir(a, h, &local, &opened) : 0;
+    rc = keepable ? open_through_kept_dir(a, h, &local, &opened) : 0;
     if (rc == 0) {
         rc = cachelock__os_open(&a->path, nocreate, &h->fd, &h->id, &local,
-                                absolute ? &keep : NULL);
+                                keepable ? &keep : NULL);
         opened = rc;
         /* Like released lock files, directories are kept only on local
          * filesystems (see pool.c): on NFS, FUSE or an unknown one every
          * acquire opens the whole path, as flock(1) does. */
-        if (rc >= 0 && absolute && keep.fd >= 0) {
+        if (rc >= 0 && keepable && keep.fd >= 0) {
             if (local == CACHELOCK_FS_LOCAL)
                 cachelock__dir_put(&a->path, &keep);
             else
@@ -170,7 +170,7 @@ static int open_handle(struct cachelock__attempt *a)
     }
     h->fs = (unsigned char)local;
     if (local == CACHELOCK_FS_LOCAL)
-        h->flags |= absolute ? H_LOCAL | H_POOLABLE : H_LOCAL;
+        h->flags |= keepable ? H_LOCAL | H_POOLABLE : H_LOCAL;
     /* Opened read-only on a read-only mount: good for shared locks only,
      * and not kept (the mount may be made writable again). */
     if (opened == OPENED_RDONLY_FS)
@@ -274,7 +274,7 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
             drop(a);
             return rc;
         }
-        rc = cachelock__os_path_names(a->path.buf, &h->id);
+        rc = cachelock__os_path_names(a->path.buf, h->fd, &h->id);
         if (rc == 1)
             break;
         /* Pruned, renamed or replaced: this lock protects nothing.  If
@@ -289,7 +289,7 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
 
     if (h->flags & H_WAITING) {
         /* Granted: a holder must not look like a waiter to releasers. */
-        if (cachelock__os_mark_waiting(h->fd, 0) < 0)
+        if (cachelock__os_mark_waiting(h->fd, a->mode, 0) < 0)
             h->flags |= H_NOKEEP;
         h->flags &= (unsigned short)~H_WAITING;
     }

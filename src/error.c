@@ -15,7 +15,7 @@
 /* The calling thread's message.  One buffer only: thread-local storage is
  * carved out of every thread's stack, and threads with the smallest stacks
  * (16 KiB) must still have room to run. */
-static _Thread_local char message[PATH_MAX + 256];
+static _Thread_local char message[CACHELOCK_PATH_MAX + 256];
 
 const char *cachelock_strerror(int err)
 {
@@ -144,8 +144,7 @@ static _Thread_local int cancel_caller;
 
 int cachelock__cancel_off(void)
 {
-    int old;
-    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    int old = cachelock__setcancelstate(CACHELOCK__CANCEL_DISABLE);
     if (cancel_depth++ == 0)
         cancel_caller = old;
     return old;
@@ -154,12 +153,12 @@ int cachelock__cancel_off(void)
 void cachelock__cancel_restore(int old)
 {
     cancel_depth--;
-    pthread_setcancelstate(old, NULL);
+    cachelock__setcancelstate(old);
 }
 
 int cachelock__cancel_caller_state(void)
 {
-    return cancel_depth > 0 ? cancel_caller : PTHREAD_CANCEL_DISABLE;
+    return cancel_depth > 0 ? cancel_caller : CACHELOCK__CANCEL_DISABLE;
 }
 
 const char *cachelock_version(void)

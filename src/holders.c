@@ -361,7 +361,7 @@ static int holders(const char *cache_dir, const char *source,
         return rc;
     rc = cachelock__os_stat(p.buf, &id);      /* says why itself */
     for (int i = 0; i < READINGS && rc == 0; i++) {
-        rc = cachelock__os_locks_on(&id, collect_one, &c);
+        rc = cachelock__os_locks_on(p.buf, &id, collect_one, &c);
         if (rc < 0)
             rc = cachelock__fail(rc, "read the lock table for", p.buf);
     }
@@ -477,6 +477,19 @@ void cachelock_sources_free(char **names, size_t count)
 
 /* ---- a whole cache ------------------------------------------------------- */
 
+/* The entries of one source into c, from READINGS readings: -ENOSYS where
+ * the system can only be asked file by file is tried again that way. */
+static int locks_of_one(const char *cache_dir, const char *source,
+                        const struct cachelock__fileid *id, struct collect *c)
+{
+    struct cachelock__path p;
+    int rc = cachelock__path_build(&p, cache_dir, source, CACHELOCK_F_ANYNAME);
+    for (int r = 0; r < READINGS && rc == 0; r++)
+        rc = cachelock__os_locks_on(p.buf, id, collect_one, c);
+    cachelock__path_free(&p);
+    return rc;
+}
+
 /* Which source a lock file is, by identity. */
 struct file_of {
     struct cachelock__fileid id;
@@ -566,6 +579,13 @@ static int status(const char *cache_dir, cachelock_source_status_t **out, size_t
     qsort(scan.files, scan.nfiles, sizeof *scan.files, by_id);
     for (int k = 0; k < READINGS && rc == 0; k++)
         rc = cachelock__os_locks_all(collect_cache, &scan);
+    /* No table of the whole system (Windows): ask file by file. */
+    if (rc == -ENOSYS && scan.nfiles > 0) {
+        rc = 0;
+        for (size_t k = 0; k < scan.nfiles && rc == 0; k++)
+            rc = locks_of_one(cache_dir, st[scan.files[k].source].source, &scan.files[k].id,
+                              &scan.per_source[scan.files[k].source]);
+    }
     if (rc < 0) {
         rc = cachelock__failf(rc, "cannot read the lock table for '%s': %s", cache_dir,
                               cachelock_strerror(rc));

@@ -1,7 +1,7 @@
 /*
  * internal.h - what the portable code (the src directory) and the OS layer
- * (src/unix, later src/win) say to each other.  Nothing here is exported
- * from the shared library.
+ * (src/unix, src/win) say to each other.  Nothing here is exported from the
+ * shared library.
  *
  * The interface is one-way: portable code calls the OS layer (the
  * cachelock__os_* functions below), never the other way round.  The OS
@@ -17,12 +17,15 @@
 #include "cachelock.h"
 
 #include <limits.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 
-#ifndef PATH_MAX
-#define PATH_MAX 4096
+/* Threads, path spelling and the system-call table of this OS: the one
+ * place where portable code depends on the system it is built for. */
+#ifdef _WIN32
+#include "win/os.h"
+#else
+#include "unix/os.h"
 #endif
 
 #define LOCKS_DIR ".locks"
@@ -92,7 +95,8 @@ int cachelock__name_check(const char *source, size_t len, unsigned flags, const 
 
 /* ---- handles ------------------------------------------------------------- */
 
-/* Identity of a file: what fstat(2) says. */
+/* Identity of a file: what fstat(2) says (on Windows: the volume serial
+ * number and the file index). */
 struct cachelock__fileid {
     uint64_t dev;
     uint64_t ino;
@@ -119,7 +123,8 @@ struct cachelock__handle {
                                        the hold, 0 for none */
     uint64_t epoch;                 /* process epoch when opened */
     uint64_t hash;                  /* of path, the pool key */
-    int fd;
+    int fd;                         /* a descriptor (CACHELOCK__FD_IS_HANDLE:
+                                       a HANDLE's value), -1 for none */
     cachelock_mode_t mode;
     unsigned char fs;               /* cachelock_fs_kind_t of its file */
     unsigned short flags;           /* H_* below */
@@ -264,7 +269,7 @@ int cachelock__fs_lock_error(int rc, const char *path, const struct cachelock__h
 int cachelock__wait_acquire(const struct cachelock__path *path, const cachelock_options_t *o,
                             cachelock_t **out);
 
-/* ---- OS layer (src/unix) ------------------------------------------------- */
+/* ---- OS layer (src/unix, src/win) ---------------------------------------- */
 
 /* Open (creating what is missing unless nocreate) the lock file of p,
  * through .locks opened without following a symbolic link.  Returns 0 (or
@@ -303,29 +308,49 @@ int cachelock__os_fd_readonly(int fd);
 int cachelock__os_fd_is(int fd, const struct cachelock__fileid *id);
 /* The identity of an open descriptor; 0 or -errno. */
 int cachelock__os_fd_id(int fd, struct cachelock__fileid *id);
-/* After a grant: does path name the file id now?  1 yes, 0 no (removed
- * or replaced), negative on error (message set). */
-int cachelock__os_path_names(const char *path, const struct cachelock__fileid *id);
-/* Waiter marks: a timed or asynchronous waiter puts an OFD read lock on
- * one byte far beyond the data (flock(2) and OFD locks are independent on
- * local filesystems), and a releaser that keeps its descriptor open tests
- * for it and closes instead, so that the waiter's inotify watch sees a
- * close.  Only on local filesystems: NFS emulates flock(2) with byte-range
- * locks, which such a mark would conflict with. */
-int cachelock__os_mark_waiting(int fd, int on);
+/* After a grant on fd (file id): does path name that file now?  1 yes, 0
+ * no (removed, being removed, or replaced), negative on error (message
+ * set). */
+int cachelock__os_path_names(const char *path, int fd, const struct cachelock__fileid *id);
+/* May a lock file opened through path be kept open after its release (the
+ * pool, kept .locks directories)?  Unix: when path is absolute; Windows:
+ * never (see src/win/file.c). */
+int cachelock__os_may_keep(const char *path);
+/* Waiter marks.  Unix: a timed or asynchronous waiter puts an OFD read
+ * lock on one byte far beyond the data (flock(2) and OFD locks are
+ * independent on local filesystems), and a releaser that keeps its
+ * descriptor open tests for it and closes instead, so that the waiter's
+ * inotify watch sees a close.  Only on local filesystems: NFS emulates
+ * flock(2) with byte-range locks, which such a mark would conflict with.
+ * Windows (CACHELOCK__MARK_WAKES): the mark is the lock request itself, in
+ * mode, queued in the kernel, which grants it at the release; os_lock()
+ * then collects the grant, and unmarking cancels a request still queued
+ * (a lock it was granted meanwhile is given back): no lock ever arrives
+ * after the mark is gone.  0 marked (or unmarked), 1 marked and the lock
+ * is free now (try again at once), or -errno (wait on the timer alone). */
+int cachelock__os_mark_waiting(int fd, cachelock_mode_t mode, int on);
+/* What an event loop waits on for the mark of fd (Windows: the request's
+ * event, as a HANDLE); NULL where there is none. */
+void *cachelock__os_mark_event(int fd);
 /* 1 if some other open file holds a waiter mark on fd's file, else 0. */
 int cachelock__os_has_waiters(int fd);
-/* flock the descriptor: 0, -EWOULDBLOCK (only when !block), -EINTR, -errno. */
+/* Lock the descriptor (flock(2); LockFileEx on Windows, where a queued
+ * request of os_mark_waiting is collected instead when there is one): 0,
+ * -EWOULDBLOCK (only when !block), -EINTR, -errno. */
 int cachelock__os_lock(int fd, cachelock_mode_t mode, int block);
 /* 0, or -errno: then only closing the descriptor is sure to unlock. */
 int cachelock__os_unlock(int fd);
+/* Close (Windows: after cancelling a request still queued on it). */
 void cachelock__os_close(int fd);
 /* Remove the lock file of p, whose lock we hold exclusively through fd
- * (identity id), so that no other file is ever removed: it is renamed to
- * a private name first, and removed only if that name is our file.
- * 0, 1 if the path no longer names our file (nothing removed), or a
- * negative code. */
-int cachelock__os_remove_held(struct cachelock__path *p, const struct cachelock__fileid *id);
+ * (identity id), so that no other file is ever removed.  Unix: it is
+ * renamed to a private name first, and removed only if that name is our
+ * file.  Windows: deleted through a handle reopened from fd, with POSIX
+ * semantics where the filesystem has them.  0, 1 if the path no longer
+ * names our file or (Windows) a program that has it open forbids deleting
+ * it (nothing removed), or a negative code. */
+int cachelock__os_remove_held(struct cachelock__path *p, int fd,
+                              const struct cachelock__fileid *id);
 /* Milliseconds since the file of fd last changed (its creation, for lock
  * files), or a negative code. */
 int64_t cachelock__os_age_ms(int fd);
@@ -363,26 +388,33 @@ int cachelock__os_notify_is(int fd, const struct cachelock__fileid *id, int empt
 /* Empty the instance's queue; returns the bytes of events read. */
 long cachelock__os_notify_drain(int fd);
 
-/* Sleep in poll(2) on fd (may be -1) for at most timeout_ms.  Returns 0, or
- * -EINTR when a signal handler without SA_RESTART may have run.  A
- * cancellation point. */
-int cachelock__os_poll(int fd, int timeout_ms);
+/* Sleep in poll(2) on fd (may be -1) for at most timeout_ms; on Windows
+ * until the request queued by the mark of lock_fd (may be -1) completes.
+ * Returns 0, or -EINTR when a signal handler without SA_RESTART may have
+ * run.  A cancellation point. */
+int cachelock__os_poll(int fd, int lock_fd, int timeout_ms);
 
-/* Kernel lock table (proc.c): calls fn for every flock(2) lock on id.
- * Returns 0, -ENOSYS when there is no table, or -errno. */
+/* Kernel lock table (proc.c): calls fn for every flock(2) lock on id, the
+ * file at path.  Windows has no such table: there fn gets every other
+ * process that has the file open, with waiting -1.  Returns 0, -ENOSYS
+ * when there is no table, or -errno. */
 struct cachelock__lockline {
     int pid;
-    int waiting;
+    int waiting;                    /* 1 waits, 0 holds, -1 unknown: has the
+                                       file open (Windows) */
     int exclusive;
     unsigned dev_major, dev_minor;
     uint64_t dev;                   /* as fstat(2) gives st_dev */
     uint64_t ino;
 };
 typedef int (*cachelock__lock_fn)(const struct cachelock__lockline *l, void *ctx);
-int cachelock__os_locks_on(const struct cachelock__fileid *id, cachelock__lock_fn fn, void *ctx);
-/* The same for every flock(2) lock of the system, one reading. */
+int cachelock__os_locks_on(const char *path, const struct cachelock__fileid *id,
+                           cachelock__lock_fn fn, void *ctx);
+/* The same for every flock(2) lock of the system, one reading; -ENOSYS
+ * where the system can only be asked file by file. */
 int cachelock__os_locks_all(cachelock__lock_fn fn, void *ctx);
-/* The command line of pid into buf ("" when unreadable). */
+/* The command line of pid into buf ("" when unreadable; Windows: the path
+ * of its program). */
 void cachelock__os_command(int pid, char *buf, size_t size);
 /* Does the lock table show the locks of every process of this machine?
  * 1 yes; 0 when it shows only those of this process's PID namespace (a
@@ -411,37 +443,11 @@ int cachelock__os_find_holders(const struct cachelock__fileid *ids, size_t n,
  * not a flock(2) lock. */
 int cachelock__parse_lockline(const char *line, struct cachelock__lockline *out);
 
-/* ---- system call table (unix/syscalls.c) --------------------------------- */
+/* ---- system call table ---------------------------------------------------- */
 
-/* Every system call of the acquire, wait, release and prune paths goes
- * through this table (the diagnostics that read /proc and the signal-handler
- * check in notify.c do not), so tests can inject failures (SQLite's
- * aSyscall[] idea).  Tests link the static library and swap entries;
- * nothing outside the library can see it. */
-struct stat;
-struct statfs;
-struct pollfd;
-struct cachelock__syscalls {
-    int (*open)(const char *path, int flags, ...);
-    int (*openat)(int dirfd, const char *path, int flags, ...);
-    int (*close)(int fd);
-    int (*flock)(int fd, int op);
-    int (*fstat)(int fd, struct stat *st);
-    int (*fstatat)(int dirfd, const char *path, struct stat *st, int flags);
-    int (*mkdir)(const char *path, unsigned mode);
-    int (*unlinkat)(int dirfd, const char *path, int flags);
-    int (*renameat)(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
-    int (*fcntl)(int fd, int cmd, ...);
-    int (*poll)(struct pollfd *fds, unsigned long n, int timeout);
-    int (*inotify_init1)(int flags);
-    int (*inotify_add_watch)(int fd, const char *path, uint32_t mask);
-    int (*inotify_rm_watch)(int fd, int wd);
-    long (*read)(int fd, void *buf, size_t n);
-    int (*ioctl)(int fd, unsigned long request, ...);
-    void *(*malloc)(size_t n);
-    int (*fstatfs)(int fd, struct statfs *st);
-    int (*fchmod)(int fd, unsigned mode);
-};
+/* struct cachelock__syscalls (the OS header) routes every system call of
+ * the acquire, wait, release and prune paths, so tests can inject
+ * failures; portable code uses only its malloc. */
 extern struct cachelock__syscalls cachelock__sys;
 /* Put every entry back to the real call. */
 void cachelock__syscalls_reset(void);

@@ -20,7 +20,9 @@
  *
  * CACHELOCK_F_ANYNAME relaxes this to "one valid file name here": not
  * empty, not "." or "..", no '/', at most CACHELOCK_NAME_MAX bytes, for
- * caches shared with tools that create whatever name they are given.
+ * caches shared with tools that create whatever name they are given.  On
+ * Windows a file name also has no '\\', no control character, none of
+ * < > : " | ? * (':' would name a stream of another file) and is UTF-8.
  */
 #include "internal.h"
 
@@ -112,6 +114,9 @@ static const char *any_name_reason(const char *source, size_t len, int *rc)
         return "is a relative directory name";
     if (memchr(source, '/', len))
         return "contains a path separator";
+    const char *refused = cachelock__os_name_refused(source, len);
+    if (refused)
+        return refused;
     if (len > CACHELOCK_NAME_MAX) {
         *rc = -ENAMETOOLONG;
         return "is longer than 250 bytes";
@@ -208,7 +213,7 @@ int cachelock_check_name(const char *source)
 int cachelock__path_build(struct cachelock__path *p, const char *cache_dir, const char *source,
                           unsigned flags)
 {
-    size_t dir_len, name_len, need, at;
+    size_t dir_len, root_len, name_len, need, at;
     int rc;
 
     p->buf = p->inline_buf;
@@ -221,13 +226,15 @@ int cachelock__path_build(struct cachelock__path *p, const char *cache_dir, cons
     if (rc < 0)
         return rc;
 
-    /* "/c/" and "/c" are the same directory; keep messages free of "//". */
+    /* "/c/" and "/c" are the same directory; keep messages free of "//".
+     * A root ("/", "C:\\") keeps its separator. */
     dir_len = strlen(cache_dir);
-    while (dir_len > 1 && cache_dir[dir_len - 1] == '/')
+    root_len = cachelock__os_root_len(cache_dir, dir_len);
+    while (dir_len > 1 && dir_len > root_len && cachelock__os_is_sep(cache_dir[dir_len - 1]))
         dir_len--;
     name_len = strlen(source);
     need = dir_len + 1 + strlen(LOCKS_DIR) + 1 + name_len + strlen(LOCK_SUFFIX);
-    if (need >= PATH_MAX)
+    if (need > CACHELOCK_PATH_MAX)
         return cachelock__failf(-ENAMETOOLONG, "cannot build lock path in '%.*s': %s",
                                 (int)(dir_len > 200 ? 200 : dir_len), cache_dir,
                                 cachelock_strerror(ENAMETOOLONG));
@@ -244,12 +251,14 @@ int cachelock__path_build(struct cachelock__path *p, const char *cache_dir, cons
     memcpy(p->buf, cache_dir, dir_len);
     p->dir_len = dir_len;
     at = dir_len;
-    if (!(dir_len == 1 && cache_dir[0] == '/'))
-        p->buf[at++] = '/';
+    /* No separator after one that ends a root ("/"), nor after a bare
+     * Windows drive ("C:" is that drive's current directory). */
+    if (!cachelock__os_is_sep(cache_dir[dir_len - 1]) && dir_len != root_len)
+        p->buf[at++] = CACHELOCK__SEP;
     memcpy(p->buf + at, LOCKS_DIR, strlen(LOCKS_DIR));
     at += strlen(LOCKS_DIR);
     p->locks_len = at;
-    p->buf[at++] = '/';
+    p->buf[at++] = CACHELOCK__SEP;
     memcpy(p->buf + at, source, name_len);
     at += name_len;
     memcpy(p->buf + at, LOCK_SUFFIX, strlen(LOCK_SUFFIX) + 1);

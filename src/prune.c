@@ -68,9 +68,11 @@ static int prune_one(const char *cache_dir, const char *source, long older_than_
     } else if (!(flags & CACHELOCK_PRUNE_DRY_RUN)) {
         /* Removed while we hold it exclusively, and only if the name is
          * still our file (see os_remove_held). */
-        rc = cachelock__os_remove_held(&a.path, &h->id);
+        rc = cachelock__os_remove_held(&a.path, h->fd, &h->id);
         if (rc == 1)
-            status = CACHELOCK_PRUNE_BUSY;      /* replaced meanwhile: not ours */
+            status = CACHELOCK_PRUNE_BUSY;      /* replaced meanwhile: not ours; or
+                                                   (Windows) open in a program that
+                                                   does not let it be deleted */
         else if (rc == 0)
             removed = 1;
     } else {

@@ -43,44 +43,45 @@
 #include <stdlib.h>
 #include <string.h>
 
-static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-static int forking;             /* atomic: our atfork handlers hold mutex */
-static pthread_t fork_thread;   /* the thread they hold it for */
+static cachelock__mutex_t mutex = CACHELOCK__MUTEX_INIT;
+static cachelock__once_t once = CACHELOCK__ONCE_INIT;
+static int forking;                     /* atomic: our atfork handlers hold mutex */
+static cachelock__thread_t fork_thread; /* the thread they hold it for */
 
 static void before_fork(void)
 {
-    pthread_mutex_lock(&mutex);
-    fork_thread = pthread_self();
+    cachelock__mutex_lock(&mutex);
+    fork_thread = cachelock__thread_self();
     __atomic_store_n(&forking, 1, __ATOMIC_RELEASE);
 }
 
 static void after_fork(void)
 {
     __atomic_store_n(&forking, 0, __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&mutex);
+    cachelock__mutex_unlock(&mutex);
 }
 
 static void init(void)
 {
-    pthread_atfork(before_fork, after_fork, after_fork);
+    cachelock__atfork(before_fork, after_fork, after_fork);
 }
 
 int cachelock__tables_lock(void)
 {
-    pthread_once(&once, init);
+    cachelock__once(&once, init);
     /* Only the forking thread can see forking set by itself, so reading
      * fork_thread after the acquire load is safe. */
-    if (__atomic_load_n(&forking, __ATOMIC_ACQUIRE) && pthread_equal(fork_thread, pthread_self()))
+    if (__atomic_load_n(&forking, __ATOMIC_ACQUIRE) &&
+        cachelock__thread_equal(fork_thread, cachelock__thread_self()))
         return 0;
-    pthread_mutex_lock(&mutex);
+    cachelock__mutex_lock(&mutex);
     return 1;
 }
 
 void cachelock__tables_unlock(int token)
 {
     if (token)
-        pthread_mutex_unlock(&mutex);
+        cachelock__mutex_unlock(&mutex);
 }
 
 uint64_t cachelock__thread_id(void)
@@ -201,7 +202,9 @@ int cachelock__registry_check(const struct cachelock__fileid *id, cachelock_mode
 
 /* ---- the public calls that look a token up ------------------------------- */
 
-int cachelock_fd(const cachelock_t *lock)
+/* The lock's descriptor (a HANDLE on Windows), given away; -EINVAL, with
+ * the message, for a token that is not a held lock. */
+static int give_away(const cachelock_t *lock)
 {
     int fd = -EINVAL;
     int t = cachelock__tables_lock();
@@ -216,6 +219,26 @@ int cachelock_fd(const cachelock_t *lock)
     if (fd < 0)
         cachelock__failf(fd, "invalid argument: not a held lock");
     return fd;
+}
+
+int cachelock_fd(const cachelock_t *lock)
+{
+    int fd = give_away(lock);
+    if (fd >= 0 && CACHELOCK__FD_IS_HANDLE)
+        return cachelock__failf(-ENOSYS, "cannot give the lock's descriptor: on Windows a lock "
+                                "is held through a handle (cachelock_handle())");
+    return fd;
+}
+
+void *cachelock_handle(const cachelock_t *lock)
+{
+    if (!CACHELOCK__FD_IS_HANDLE) {
+        cachelock__failf(-ENOSYS, "cannot give the lock's handle: on this system a lock is "
+                         "held through a descriptor (cachelock_fd())");
+        return NULL;
+    }
+    int fd = give_away(lock);
+    return fd < 0 ? NULL : (void *)(intptr_t)fd;
 }
 
 int cachelock_mode(const cachelock_t *lock)

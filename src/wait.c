@@ -30,7 +30,6 @@
  */
 #include "internal.h"
 
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,10 +130,17 @@ static int rewatch(struct cachelock_wait *w)
     /* The descriptor itself may be new (reopened after a failed check, or
      * a replaced file): mark whatever the wait holds now.  Without the
      * mark a pooled release goes unseen until the re-check timer; that is
-     * the fallback if it cannot be set. */
-    if (w->watch.fd >= 0 && (h->flags & (H_LOCAL | H_WAITING)) == H_LOCAL &&
-        cachelock__os_mark_waiting(h->fd, 1) == 0)
-        h->flags |= H_WAITING;
+     * the fallback if it cannot be set.  Where a mark is a lock request
+     * queued in the kernel (Windows), it needs no watch, and it may be
+     * granted at once: look again now. */
+    if ((w->watch.fd >= 0 || CACHELOCK__MARK_WAKES) &&
+        (h->flags & (H_LOCAL | H_WAITING)) == H_LOCAL) {
+        int marked = cachelock__os_mark_waiting(h->fd, w->a.mode, 1);
+        if (marked >= 0)
+            h->flags |= H_WAITING;
+        if (marked == 1)
+            fresh = 1;
+    }
     return fresh;
 }
 
@@ -195,7 +201,7 @@ static int step(cachelock_wait_t *w, cachelock_t **out)
          * hundred nanoseconds.  Yield and look again a few times rather than
          * sleep until the next re-check. */
         if (events > 0 && spins++ < 8) {
-            sched_yield();
+            cachelock__os_yield();
             continue;
         }
         break;
@@ -222,6 +228,13 @@ int cachelock_wait_step(cachelock_wait_t *w, cachelock_t **out)
 int cachelock_wait_fd(const cachelock_wait_t *w)
 {
     return w && w->state == RUNNING ? w->watch.fd : -1;
+}
+
+void *cachelock_wait_handle(const cachelock_wait_t *w)
+{
+    if (!w || w->state != RUNNING || !w->a.h || !(w->a.h->flags & H_WAITING))
+        return NULL;
+    return cachelock__os_mark_event(w->a.h->fd);
 }
 
 int cachelock_wait_timeout(const cachelock_wait_t *w)
@@ -301,12 +314,13 @@ static void cancelled(void *arg)
  * this poll(2) is the library's one cancellation point. */
 static int sleep_until_due(struct cachelock_wait *w)
 {
-    int rc, ignored;
-    pthread_cleanup_push(cancelled, w);
-    pthread_setcancelstate(cachelock__cancel_caller_state(), &ignored);
-    rc = cachelock__os_poll(w->watch.fd, cachelock_wait_timeout(w));
-    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &ignored);
-    pthread_cleanup_pop(0);
+    int rc;
+    int lock_fd = w->a.h && (w->a.h->flags & H_WAITING) ? w->a.h->fd : -1;
+    cachelock__cleanup_push(cancelled, w);
+    cachelock__setcancelstate(cachelock__cancel_caller_state());
+    rc = cachelock__os_poll(w->watch.fd, lock_fd, cachelock_wait_timeout(w));
+    cachelock__setcancelstate(CACHELOCK__CANCEL_DISABLE);
+    cachelock__cleanup_pop(0);
     return rc;
 }
 

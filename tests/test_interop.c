@@ -1,6 +1,110 @@
 /* test_interop.c - we and other flock(2) users exclude each other: util-linux
- * flock(1) always, Python's filelock when it is installed. */
+ * flock(1) always, Python's filelock when it is installed.  On Windows: we
+ * and other LockFileEx users, locking as fs4, Rust's std, Cargo and Go do
+ * (offset 0, length 2^64 - 1) and as Python's filelock does (one byte at 0,
+ * its handle without FILE_SHARE_DELETE), both played by this program. */
 #include "helpers.h"
+
+#ifdef _WIN32
+#define ALL_BYTES "0xFFFFFFFFFFFFFFFF"
+
+/* Another program's lock on the lock file of s: 'L' held, 'B' busy. */
+static struct holder other_lock(const char *length, const char *how)
+{
+    const char *argv[] = { "range", tpath(".locks/s.lock"), "0", length, how };
+    return helper_spawn(5, argv);
+}
+
+static void make_lock_file(void)
+{
+    cachelock_t *lock;
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    cachelock_release(lock);
+}
+
+static void test_fs4_and_std_holder_blocks_us(void)
+{
+    make_lock_file();
+    struct holder p = other_lock(ALL_BYTES, "exclusive");
+    CHECK_EQ(recv_byte(p.from), 'L');
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), -EWOULDBLOCK);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_SHARED), -EWOULDBLOCK);
+    CHECK_EQ(helper_wait(&p), 0);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), 0);
+}
+
+static void test_fs4_and_std_shared_coexists_with_our_shared(void)
+{
+    make_lock_file();
+    struct holder p = other_lock(ALL_BYTES, "shared");
+    CHECK_EQ(recv_byte(p.from), 'L');
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_SHARED), 0);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), -EWOULDBLOCK);
+    CHECK_EQ(helper_wait(&p), 0);
+}
+
+static void test_our_lock_blocks_fs4_and_std(void)
+{
+    cachelock_t *lock;
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    struct holder p = other_lock(ALL_BYTES, "exclusive try");
+    CHECK_EQ(recv_byte(p.from), 'B');
+    CHECK_EQ(helper_wait(&p), 1);
+    p = other_lock(ALL_BYTES, "shared try");
+    CHECK_EQ(recv_byte(p.from), 'B');
+    CHECK_EQ(helper_wait(&p), 1);
+    cachelock_release(lock);
+    p = other_lock(ALL_BYTES, "exclusive try");
+    CHECK_EQ(recv_byte(p.from), 'L');
+    CHECK_EQ(helper_wait(&p), 0);
+}
+
+static void test_fs4_and_std_waiter_gets_lock_after_our_release(void)
+{
+    cachelock_t *lock;
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    struct holder p = other_lock(ALL_BYTES, "exclusive");    /* blocks in LockFileEx */
+    holder_wait_blocked(&p);
+    CHECK(!holder_replied(&p));
+    cachelock_release(lock);
+    CHECK_EQ(recv_byte(p.from), 'L');
+    CHECK_EQ(helper_wait(&p), 0);
+}
+
+/* Python's filelock on Windows: LockFileEx of one byte at 0, which the
+ * whole range overlaps, on a handle without FILE_SHARE_DELETE: while it
+ * has the file open, prune cannot delete it and reports it busy. */
+static void test_python_filelock_excludes_us_both_ways(void)
+{
+    cachelock_t *lock;
+    make_lock_file();
+    struct holder p = other_lock("1", "exclusive nodelete");
+    CHECK_EQ(recv_byte(p.from), 'L');
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), -EWOULDBLOCK);
+    CHECK_EQ(cachelock_prune(tap_dir, 0, 0, NULL, NULL), 0);
+    CHECK(access(tpath(".locks/s.lock"), F_OK) == 0);
+    CHECK_EQ(helper_wait(&p), 0);
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    p = other_lock("1", "exclusive try nodelete");
+    CHECK_EQ(recv_byte(p.from), 'B');
+    CHECK_EQ(helper_wait(&p), 1);
+    cachelock_release(lock);
+    p = other_lock("1", "exclusive try nodelete");
+    CHECK_EQ(recv_byte(p.from), 'L');
+    /* Unlocked but open without FILE_SHARE_DELETE: not prunable either. */
+    CHECK_EQ(cachelock_prune(tap_dir, 0, 0, NULL, NULL), 0);
+    CHECK_EQ(helper_wait(&p), 0);
+    CHECK_EQ(cachelock_prune(tap_dir, 0, 0, NULL, NULL), 1);
+}
+
+TAP_MAIN(
+    T(test_fs4_and_std_holder_blocks_us),
+    T(test_fs4_and_std_shared_coexists_with_our_shared),
+    T(test_our_lock_blocks_fs4_and_std),
+    T(test_fs4_and_std_waiter_gets_lock_after_our_release),
+    T(test_python_filelock_excludes_us_both_ways),
+)
+#else
 
 struct peer { pid_t pid; int to, from; };
 
@@ -204,3 +308,4 @@ TAP_MAIN(
     T(test_python_filelock_excludes_us_both_ways, 20),
     T(test_rust_file_lock_excludes_us_both_ways, 60),
 )
+#endif

@@ -2,9 +2,11 @@
  * mutual exclusion among users of the library. */
 #include "helpers.h"
 
+#ifndef _WIN32
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/time.h>
+#endif
 
 struct seen { char name[64]; int status; int err; };
 struct log { struct seen v[32]; int n; };
@@ -71,9 +73,22 @@ static void test_prune_older_than_keeps_recent_files(void)
 {
     static const char *const names[] = { "old", "new" };
     struct log l = { .n = 0 };
-    struct timeval past[2] = { { time(NULL) - 7200, 0 }, { time(NULL) - 7200, 0 } };
     make_sources(names, 2);
+#ifdef _WIN32
+    /* Two hours ago, in 100 ns units since 1601. */
+    FILETIME now, past;
+    GetSystemTimeAsFileTime(&now);
+    uint64_t t = ((uint64_t)now.dwHighDateTime << 32 | now.dwLowDateTime) - 7200ull * 10000000ull;
+    past.dwLowDateTime = (DWORD)t;
+    past.dwHighDateTime = (DWORD)(t >> 32);
+    HANDLE f = CreateFileA(tpath(".locks/old.lock"), FILE_WRITE_ATTRIBUTES, FILE_SHARE_READ |
+                           FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL, OPEN_EXISTING, 0, NULL);
+    CHECK(f != INVALID_HANDLE_VALUE && SetFileTime(f, &past, &past, &past));
+    CloseHandle(f);
+#else
+    struct timeval past[2] = { { time(NULL) - 7200, 0 }, { time(NULL) - 7200, 0 } };
     CHECK(utimes(tpath(".locks/old.lock"), past) == 0);
+#endif
     CHECK_EQ(cachelock_prune(tap_dir, 3600 * 1000L, 0, record, &l), 1);
     CHECK_EQ(status_of(&l, "old"), CACHELOCK_PRUNE_REMOVED);
     CHECK_EQ(status_of(&l, "new"), CACHELOCK_PRUNE_RECENT);
@@ -102,10 +117,45 @@ static void test_prune_of_missing_cache_and_bad_arguments(void)
 
 /* Workers increment a counter under the lock while a pruner removes the
  * lock file as often as it can.  Shared memory counts how many hold the
- * lock at once; it must never exceed one, and no increment may be lost. */
+ * lock at once; it must never exceed one, and no increment may be lost.
+ * (On Windows: processes of the program again, a counter file, and a
+ * marker file that only one may create at a time.) */
 #define WORKERS 4
 #define ROUNDS 300
 
+#ifdef _WIN32
+static void test_prune_in_a_loop_never_breaks_mutual_exclusion(void)
+{
+    struct holder w[WORKERS];
+    char rounds[16];
+    int prunes = 0, running = WORKERS;
+    FILE *f = fopen(tpath("counter"), "w");
+    CHECK(f && fputs("0", f) >= 0 && fclose(f) == 0);
+    snprintf(rounds, sizeof rounds, "%d", ROUNDS);
+    for (int i = 0; i < WORKERS; i++) {
+        const char *argv[] = { "increment", tap_dir, "hot", rounds, tpath("counter"),
+                               tpath("inside") };
+        w[i] = helper_spawn(6, argv);
+    }
+    while (running > 0) {
+        int n = cachelock_prune(tap_dir, 0, 0, NULL, NULL);
+        if (n > 0)
+            prunes += n;
+        running = 0;
+        for (int i = 0; i < WORKERS; i++)
+            running += WaitForSingleObject(w[i].process, 0) == WAIT_TIMEOUT;
+    }
+    for (int i = 0; i < WORKERS; i++)
+        CHECK_EQ(helper_wait(&w[i]), 0);        /* 5: two held the lock at once */
+    long counter = -1;
+    f = fopen(tpath("counter"), "r");
+    CHECK(f && fscanf(f, "%ld", &counter) == 1);
+    fclose(f);
+    tap_diag("%ld increments, %d files pruned meanwhile", counter, prunes);
+    CHECK_EQ(counter, WORKERS * ROUNDS);
+    CHECK(prunes > 0);
+}
+#else
 static void test_prune_in_a_loop_never_breaks_mutual_exclusion(void)
 {
     struct shared { int inside, max_inside, counter, stop, prunes; } *sh;
@@ -154,6 +204,7 @@ static void test_prune_in_a_loop_never_breaks_mutual_exclusion(void)
     CHECK_EQ(sh->counter, WORKERS * ROUNDS);
     CHECK(sh->prunes > 0);
 }
+#endif
 
 TAP_MAIN(
     T(test_prune_removes_unheld_and_skips_held),

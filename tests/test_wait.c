@@ -3,13 +3,19 @@
 
 #include <malloc.h>
 
+#ifndef _WIN32
 #include <sys/file.h>
+#endif
 
 /* Descriptors of the library's kind: lock files below the case's directory
  * and inotify instances.  (Sanitizer runtimes open descriptors of their
- * own at unpredictable times, so counting all of them is not reliable.) */
+ * own at unpredictable times, so counting all of them is not reliable.)
+ * On Windows: every handle of the process (lock files, events). */
 static int count_lib_fds(void)
 {
+#ifdef _WIN32
+    return count_fds();
+#else
     DIR *d = opendir("/proc/self/fd");
     struct dirent *e;
     int n = 0;
@@ -26,8 +32,27 @@ static int count_lib_fds(void)
     if (d)
         closedir(d);
     return n;
+#endif
 }
 
+/* Wait between two steps of w for what it says: its descriptor (Unix) or
+ * its event (Windows; none under wine), at most for its timeout. */
+static void wait_for(cachelock_wait_t *w)
+{
+#ifdef _WIN32
+    void *event = cachelock_wait_handle(w);
+    CHECK_EQ(cachelock_wait_fd(w), -1);
+    if (event)
+        WaitForSingleObject(event, (DWORD)cachelock_wait_timeout(w));
+    else
+        Sleep((DWORD)cachelock_wait_timeout(w));
+#else
+    struct pollfd p = { cachelock_wait_fd(w), POLLIN, 0 };
+    poll(&p, p.fd >= 0, cachelock_wait_timeout(w));
+#endif
+}
+
+#ifndef _WIN32
 static int count_threads(void)
 {
     FILE *f = fopen("/proc/self/status", "re");
@@ -40,6 +65,7 @@ static int count_threads(void)
         fclose(f);
     return n;
 }
+#endif
 
 static int timed(const char *source, long ms, cachelock_t **out)
 {
@@ -57,7 +83,7 @@ static void test_try_on_busy_lock_returns_ewouldblock(void)
     CHECK(lock == NULL);
     CHECK_STR_CONTAINS(cachelock_errmsg(), "held by another owner");
     CHECK_STR_CONTAINS(cachelock_errmsg(), tap_dir);
-    CHECK_STR_CONTAINS(cachelock_errmsg(), "/.locks/s.lock'");
+    CHECK_STR_CONTAINS(cachelock_errmsg(), SEP ".locks" SEP "s.lock'");
     holder_release(&h);
     holder_finish(&h);
 }
@@ -82,7 +108,7 @@ static void test_timeout_expires_no_earlier_than_asked(void)
     CHECK(lock == NULL);
     CHECK_STR_CONTAINS(cachelock_errmsg(), "timed out after 200 ms");
     CHECK_STR_CONTAINS(cachelock_errmsg(), tap_dir);
-    CHECK_STR_CONTAINS(cachelock_errmsg(), "/.locks/s.lock'");
+    CHECK_STR_CONTAINS(cachelock_errmsg(), SEP ".locks" SEP "s.lock'");
     tap_diag("timeout overshoot: %lld us", (long long)(best - 200000));
     holder_release(&h);
     holder_finish(&h);
@@ -98,53 +124,71 @@ static void test_async_wait_gets_lock_when_holder_releases(void)
     holder_wait_locked(&h);
     CHECK_EQ(cachelock_wait_start(tap_dir, "s", &o, &w), 0);
     CHECK_EQ(cachelock_wait_step(w, &lock), -EINPROGRESS);
+#ifdef _WIN32
+    /* An event to wait for, where the kernel queues the lock request (not
+     * under wine: the timeout alone there); never a descriptor. */
+    CHECK_EQ(cachelock_wait_fd(w), -1);
+    CHECK(on_wine() ? cachelock_wait_handle(w) == NULL : cachelock_wait_handle(w) != NULL);
+#else
     if (PORTABLE_BUILD)
         CHECK_EQ(cachelock_wait_fd(w), -1);     /* the timer alone */
     else
         CHECK(cachelock_wait_fd(w) > 2);        /* an inotify descriptor to poll */
+    CHECK(cachelock_wait_handle(w) == NULL);
+#endif
     CHECK(cachelock_wait_timeout(w) <= CACHELOCK_RECHECK_MAX_MS);
     holder_release(&h);
-    while ((rc = cachelock_wait_step(w, &lock)) == -EINPROGRESS) {
-        struct pollfd p = { cachelock_wait_fd(w), POLLIN, 0 };
-        poll(&p, p.fd >= 0, cachelock_wait_timeout(w));
-    }
+    while ((rc = cachelock_wait_step(w, &lock)) == -EINPROGRESS)
+        wait_for(w);
     CHECK_EQ(rc, 0);
     CHECK(lock != NULL);
     CHECK_EQ(cachelock_wait_step(w, &lock), -EALREADY);
     CHECK(lock == NULL);
+    CHECK(cachelock_wait_handle(w) == NULL);
     cachelock_wait_free(w);
     /* We hold it now. */
-    pid_t pid = fork();
-    if (pid == 0)
-        _exit(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE) == -EWOULDBLOCK ? 0 : 1);
-    int status;
-    waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ(try_in_other_process(tap_dir, "s", CACHELOCK_EXCLUSIVE), -EWOULDBLOCK);
     holder_finish(&h);
 }
 
 static void test_async_wait_sees_unlock_without_close(void)
 {
     /* A holder that flock(LOCK_UN)s and keeps the file open produces no
-     * inotify event: the re-check timer must still find the lock free. */
-    int fd, rc;
+     * inotify event: the re-check timer must still find the lock free.
+     * (On Windows: UnlockFile, the range of fs4 and Rust's std.) */
+    int rc;
     cachelock_t *lock;
     cachelock_wait_t *w;
     CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
     cachelock_release(lock);
-    fd = open(tpath(".locks/s.lock"), O_RDONLY | O_CLOEXEC);
+#ifdef _WIN32
+    OVERLAPPED ov;
+    memset(&ov, 0, sizeof ov);
+    HANDLE fd = CreateFileA(tpath(".locks/s.lock"), GENERIC_READ,
+                            FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                            OPEN_EXISTING, 0, NULL);
+    CHECK(fd != INVALID_HANDLE_VALUE && LockFileEx(fd, LOCKFILE_EXCLUSIVE_LOCK, 0, ~0u, ~0u, &ov));
+#else
+    int fd = open(tpath(".locks/s.lock"), O_RDONLY | O_CLOEXEC);
     CHECK(fd >= 0 && flock(fd, LOCK_EX) == 0);
+#endif
     CHECK_EQ(cachelock_wait_start(tap_dir, "s", NULL, &w), 0);
     CHECK_EQ(cachelock_wait_step(w, &lock), -EINPROGRESS);
+#ifdef _WIN32
+    CHECK(UnlockFile(fd, 0, 0, ~0u, ~0u));
+#else
     CHECK(flock(fd, LOCK_UN) == 0);
-    while ((rc = cachelock_wait_step(w, &lock)) == -EINPROGRESS) {
-        struct pollfd p = { cachelock_wait_fd(w), POLLIN, 0 };
-        poll(&p, p.fd >= 0, cachelock_wait_timeout(w));
-    }
+#endif
+    while ((rc = cachelock_wait_step(w, &lock)) == -EINPROGRESS)
+        wait_for(w);
     CHECK_EQ(rc, 0);
     cachelock_release(lock);
     cachelock_wait_free(w);
+#ifdef _WIN32
+    CloseHandle(fd);
+#else
     close(fd);
+#endif
 }
 
 /* One wait that has to watch the file, so that the library's small pool of
@@ -185,6 +229,11 @@ static void test_thousand_timeouts_leave_no_descriptors(void)
     holder_wait_locked(&h);
     warm_up_watch_pool();
     int fds = count_lib_fds();
+#ifdef _WIN32
+    for (int i = 0; i < 1000; i++)
+        CHECK_EQ(timed("s", 1, &lock), -ETIMEDOUT);
+    CHECK_EQ(count_lib_fds(), fds);
+#else
     size_t heap = mallinfo2().uordblks;
     for (int i = 0; i < 1000; i++)
         CHECK_EQ(timed("s", 1, &lock), -ETIMEDOUT);
@@ -193,10 +242,20 @@ static void test_thousand_timeouts_leave_no_descriptors(void)
     CHECK_EQ(mallinfo2().uordblks, heap);
     CHECK_EQ(count_lib_fds(), fds);
     CHECK(count_threads() <= 2);    /* 1, or 2 with TSan's background thread */
+#endif
     holder_release(&h);
     holder_finish(&h);
 }
 
+#ifdef _WIN32
+#define NO_SIGNALS(name) static void name(void) { SKIP("no signals on Windows"); }
+NO_SIGNALS(test_signal_without_sa_restart_interrupts_blocking_wait)
+NO_SIGNALS(test_signal_with_sa_restart_keeps_blocking_wait)
+NO_SIGNALS(test_signal_without_sa_restart_interrupts_timed_wait)
+NO_SIGNALS(test_signal_with_sa_restart_keeps_timed_wait)
+NO_SIGNALS(test_timed_wait_works_with_all_signals_blocked)
+NO_SIGNALS(test_library_installs_no_signal_handlers)
+#else
 static volatile sig_atomic_t got_signal;
 static void on_signal(int sig) { (void)sig; got_signal = 1; }
 
@@ -325,10 +384,26 @@ static void test_library_installs_no_signal_handlers(void)
     holder_finish(&h);
 }
 
+#endif
+
 static void test_timed_wait_survives_lock_file_replacement(void)
 {
     /* The holder prunes (unlinks while holding) and releases; the timed
      * waiter must end up holding the lock on the file at the path. */
+#ifdef _WIN32
+    cachelock_t *lock;
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    const char *argv[] = { "holder", tap_dir, "s", "exclusive", "5000" };
+    struct holder w = helper_spawn(5, argv);
+    holder_wait_blocked(&w);
+    CHECK(DeleteFileA(tpath(".locks/s.lock")));
+    cachelock_release(lock);
+    holder_wait_locked(&w);
+    CHECK(access(tpath(".locks/s.lock"), F_OK) == 0);
+    CHECK_EQ(try_once(tap_dir, "s", CACHELOCK_EXCLUSIVE), -EWOULDBLOCK);
+    holder_release(&w);
+    holder_finish(&w);
+#else
     cachelock_t *lock, *mine;
     cachelock_wait_t *w;
     struct stat a, b;
@@ -340,10 +415,8 @@ static void test_timed_wait_survives_lock_file_replacement(void)
         o.timeout_ms = 5000;
         if (cachelock_wait_start(tap_dir, "s", &o, &w) != 0)
             _exit(1);
-        while ((rc = cachelock_wait_step(w, &mine)) == -EINPROGRESS) {
-            struct pollfd p = { cachelock_wait_fd(w), POLLIN, 0 };
-            poll(&p, p.fd >= 0, cachelock_wait_timeout(w));
-        }
+        while ((rc = cachelock_wait_step(w, &mine)) == -EINPROGRESS)
+            wait_for(w);
         if (rc != 0 || fstat(cachelock_fd(mine), &a) != 0 ||
             stat(tpath(".locks/s.lock"), &b) != 0 || a.st_ino != b.st_ino)
             _exit(2);
@@ -355,6 +428,7 @@ static void test_timed_wait_survives_lock_file_replacement(void)
     int status;
     CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
     CHECK_EQ(WEXITSTATUS(status), 0);
+#endif
 }
 
 TAP_MAIN(

@@ -422,9 +422,15 @@ int cachelock__os_fd_is(int fd, const struct cachelock__fileid *id)
     return cachelock__same_id(&now, id);
 }
 
-int cachelock__os_path_names(const char *path, const struct cachelock__fileid *id)
+int cachelock__os_may_keep(const char *path)
+{
+    return path[0] == '/';
+}
+
+int cachelock__os_path_names(const char *path, int fd, const struct cachelock__fileid *id)
 {
     struct stat st;
+    (void)fd;   /* the path says it all: one fstatat(2) */
     /* The whole path, resolved now: a renamed lock file, .locks or cache
      * directory, a retargeted symbolic link on the way or a filesystem
      * mounted over it all make it name another file, or none. */
@@ -441,9 +447,10 @@ int cachelock__os_path_names(const char *path, const struct cachelock__fileid *i
 #define MARK_OFFSET ((off_t)0x7ffffffffffffffeLL)
 
 #if USE_OFD_MARKS
-int cachelock__os_mark_waiting(int fd, int on)
+int cachelock__os_mark_waiting(int fd, cachelock_mode_t mode, int on)
 {
     struct flock fl;
+    (void)mode;     /* a mark is a read lock whatever the wait wants */
     memset(&fl, 0, sizeof fl);
     fl.l_type = on ? F_RDLCK : F_UNLCK;
     fl.l_whence = SEEK_SET;
@@ -473,9 +480,10 @@ int cachelock__os_has_waiters(int fd)
  * watch (or its re-check timer) sees.  Released files are never kept open;
  * what the pool still keeps are descriptors of acquires that never got
  * their lock, which nobody waits to see closed. */
-int cachelock__os_mark_waiting(int fd, int on)
+int cachelock__os_mark_waiting(int fd, cachelock_mode_t mode, int on)
 {
     (void)fd;
+    (void)mode;
     (void)on;
     return -ENOSYS;
 }
@@ -487,13 +495,21 @@ int cachelock__os_has_waiters(int fd)
 }
 #endif
 
-int cachelock__os_remove_held(struct cachelock__path *p, const struct cachelock__fileid *id)
+void *cachelock__os_mark_event(int fd)
+{
+    (void)fd;       /* the wait's inotify descriptor is what is polled */
+    return NULL;
+}
+
+int cachelock__os_remove_held(struct cachelock__path *p, int fd,
+                              const struct cachelock__fileid *id)
 {
     static unsigned long counter;
     char tmp[64];
     struct stat st;
     int dfd, rc;
 
+    (void)fd;       /* removed by name: Unix unlinks names, not files */
     dfd = open_locks_dir(p);
     if (dfd < 0) {
         if (errno == ENOENT || errno == ENOTDIR)

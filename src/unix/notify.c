@@ -245,9 +245,10 @@ static int restart_allowed(void)
     return 1;
 }
 
-int cachelock__os_poll(int fd, int timeout_ms)
+int cachelock__os_poll(int fd, int lock_fd, int timeout_ms)
 {
     struct pollfd p = { fd, POLLIN, 0 };
+    (void)lock_fd;  /* a mark wakes nobody here: the watch does */
     if (cachelock__sys.poll(&p, fd >= 0 ? 1 : 0, timeout_ms) < 0) {
         if (errno == EINTR && !restart_allowed())
             return -EINTR;

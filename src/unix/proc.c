@@ -214,8 +214,10 @@ static int each_line(const struct cachelock__fileid *id, cachelock__lock_fn fn, 
     return rc;
 }
 
-int cachelock__os_locks_on(const struct cachelock__fileid *id, cachelock__lock_fn fn, void *ctx)
+int cachelock__os_locks_on(const char *path, const struct cachelock__fileid *id,
+                           cachelock__lock_fn fn, void *ctx)
 {
+    (void)path;     /* the table names files by identity */
     return each_line(id, fn, ctx);
 }
 
@@ -509,8 +511,10 @@ int cachelock__os_find_holders(const struct cachelock__fileid *ids, size_t n,
 }
 #else
 /* No lock table here (the portable build, other Unixes). */
-int cachelock__os_locks_on(const struct cachelock__fileid *id, cachelock__lock_fn fn, void *ctx)
+int cachelock__os_locks_on(const char *path, const struct cachelock__fileid *id,
+                           cachelock__lock_fn fn, void *ctx)
 {
+    (void)path;
     (void)id;
     (void)fn;
     (void)ctx;
