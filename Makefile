@@ -36,8 +36,9 @@ LIBCFLAGS  = $(ALLCFLAGS) -fPIC -fvisibility=hidden
 ALLLDFLAGS = $(SANFLAGS) -pthread $(LDFLAGS)
 
 LIB_SRC := src/error.c src/name.c src/registry.c src/pool.c src/watchers.c src/acquire.c src/wait.c \
-           src/holders.c src/prune.c \
-           src/unix/syscalls.c src/unix/file.c src/unix/fork.c src/unix/notify.c src/unix/proc.c
+           src/holders.c src/prune.c src/fair.c \
+           src/unix/syscalls.c src/unix/file.c src/unix/fork.c src/unix/notify.c src/unix/proc.c \
+           src/unix/queue.c
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 HDRS    := include/cachelock.h src/internal.h src/unix/unix.h
 

@@ -36,7 +36,8 @@
  * race; give up with -ESTALE rather than spin. */
 #define MAX_REOPENS 1000
 
-#define KNOWN_FLAGS (CACHELOCK_F_NOCREATE | CACHELOCK_F_UNOWNED | CACHELOCK_F_ANYNAME)
+#define KNOWN_FLAGS (CACHELOCK_F_NOCREATE | CACHELOCK_F_UNOWNED | CACHELOCK_F_ANYNAME | \
+                     CACHELOCK_F_FAIR)
 
 int cachelock__options_check(const cachelock_options_t *opts, cachelock_options_t *out)
 {
@@ -64,6 +65,8 @@ void cachelock__attempt_init(struct cachelock__attempt *a)
 {
     a->h = NULL;
     a->fresh = 0;
+    a->step = 0;
+    a->fair = 0;
     a->hash = cachelock__path_hash(a->path.buf, a->path.len);
 }
 
@@ -80,6 +83,12 @@ void cachelock__attempt_done(struct cachelock__attempt *a)
         else if (rc < 0)
             a->h->flags |= H_NOKEEP;
     }
+    /* A place in the fair queue is given up by closing: the kernel drops
+     * its locks, the waiters behind it wake (blocking ones in the kernel,
+     * timed ones through their inotify watch), and in a forked child only
+     * the child's copy goes, never the parent's place. */
+    if (a->h->flags & H_QUEUED)
+        a->h->flags |= H_NOKEEP;
     /* Never granted, so unlocked: it may be kept for later (pool_put
      * closes it instead when it carries a waiter mark or H_NOKEEP). */
     cachelock__pool_put(a->h);
@@ -142,6 +151,10 @@ static int open_handle(struct cachelock__attempt *a)
     h->hash = a->hash;
     h->flags = 0;
     h->owner = 0;
+    h->sfd = -1;
+    h->ticket = 0;
+    h->wait_hint = Q_NONE;
+    h->policy_until_us = 0;
     rc = absolute ? open_through_kept_dir(a, h, &local) : 0;
     if (rc == 0) {
         rc = cachelock__os_open(&a->path, nocreate, &h->fd, &h->id, &local,
@@ -226,6 +239,18 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
             }
             a->fresh = 1;
         }
+        a->fair = cachelock__fair_wanted(a, h);
+        if (a->fair) {
+            /* Fair mode (fair.c): the queue, then flock(2). */
+            rc = cachelock__fair_lock(a, h, block);
+            if (rc == -EWOULDBLOCK && !block)
+                return rc;  /* the descriptor (and its place) kept */
+            if (rc < 0) {
+                drop(a);
+                return rc;
+            }
+            goto check;
+        }
         /* Try without waiting first: the uncontended case then costs one
          * call, and only a busy lock pays for the deadlock check. */
         rc = cachelock__os_lock(h->fd, a->mode, 0);
@@ -250,6 +275,7 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
             drop(a);
             return rc;
         }
+check:
         rc = cachelock__os_path_names(a->path.buf, &h->id);
         if (rc == 1)
             break;

@@ -22,10 +22,12 @@
 static int sys_mkdir(const char *path, unsigned mode) { return mkdir(path, (mode_t)mode); }
 static int sys_poll(struct pollfd *fds, unsigned long n, int timeout) { return poll(fds, (nfds_t)n, timeout); }
 static long sys_read(int fd, void *buf, size_t n) { return (long)read(fd, buf, n); }
+static long sys_pread(int fd, void *buf, size_t n, int64_t off) { return (long)pread(fd, buf, n, (off_t)off); }
+static long sys_pwrite(int fd, const void *buf, size_t n, int64_t off) { return (long)pwrite(fd, buf, n, (off_t)off); }
 
 #define REAL_SYSCALLS { open, openat, close, flock, fstat, fstatat, sys_mkdir, unlinkat, renameat, fcntl, \
                         sys_poll, inotify_init1, inotify_add_watch, inotify_rm_watch, \
-                        sys_read, ioctl, malloc, fstatfs }
+                        sys_read, ioctl, malloc, fstatfs, sys_pread, sys_pwrite }
 
 struct cachelock__syscalls cachelock__sys = REAL_SYSCALLS;
 
