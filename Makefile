@@ -46,7 +46,7 @@ STATIC  := $(BUILD)/libcachelock.a
 SHARED  := $(BUILD)/libcachelock.so.$(VERSION)
 SONAME  := libcachelock.so.$(SOVERSION)
 
-CLI_SRC := cli/main.c cli/run.c cli/lock.c cli/status.c cli/path.c cli/prune.c cli/util.c
+CLI_SRC := cli/main.c cli/run.c cli/lock.c cli/status.c cli/path.c cli/prune.c cli/util.c cli/fair.c
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 CLI     := $(BUILD)/cachelock
 

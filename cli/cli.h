@@ -16,7 +16,8 @@ enum {
     EXIT_CONFLICT_DEFAULT = 1,  /* busy or timed out (-E changes it) */
     EXIT_USAGE = 64,            /* EX_USAGE: bad options or arguments */
     EXIT_NOINPUT = 66,          /* EX_NOINPUT: cannot open the lock file */
-    EXIT_UNAVAILABLE = 69,      /* EX_UNAVAILABLE: cannot run the command */
+    EXIT_UNAVAILABLE = 69,      /* EX_UNAVAILABLE: cannot run the command,
+                                   or fair mode cannot work on the cache */
     EXIT_OSERR = 71,            /* EX_OSERR: system error, write error */
     EXIT_CANTCREAT = 73,        /* EX_CANTCREAT: cannot create the lock file */
     EXIT_STALE = 75             /* EX_TEMPFAIL: `lock` got a file that the
@@ -33,7 +34,8 @@ enum {
     OPT_ANY_NAME = 256,
     OPT_VERBOSE,
     OPT_INHERIT_FD,
-    OPT_CREATE
+    OPT_CREATE,
+    OPT_FAIR
 };
 
 /* "cachelock: <message>" on stderr. */
@@ -78,6 +80,8 @@ void cli_text_escape(char *buf, size_t size, const char *s);
 /* "held exclusive by pid 12 (make -j4)", "held shared by 2: pid 3 (a), ..."
  * from the kernel's lock table, escaped for a terminal. */
 void cli_describe_holders(const char *dir, const char *source, char *buf, size_t size);
+/* How many hold the lock now (waiters not counted), -1 when unknown. */
+int cli_holders_count(const char *dir, const char *source);
 /* Flush and close stdout; report a write error, and output lost because
  * stdout was closed.  Returns 0 or EXIT_OSERR. */
 int cli_close_stdout(void);
@@ -90,5 +94,6 @@ int cli_path(int argc, char **argv);
 int cli_prune(int argc, char **argv);
 int cli_lock(int argc, char **argv);
 int cli_unlock(int argc, char **argv);
+int cli_fair(int argc, char **argv);
 
 #endif

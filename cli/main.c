@@ -29,6 +29,9 @@ static const char usage[] =
     "                      check a source name and print its lock file path\n"
     "  prune [--older-than DURATION] [--dry-run] [CACHE_DIR]\n"
     "                      remove lock files nobody holds (never delete them by hand)\n"
+    "  fair on|off|status [CACHE_DIR]\n"
+    "                      make every user of the library on the cache wait in a\n"
+    "                      queue, first come first served\n"
     "\n"
     "Options:\n"
     "  -h, --help          show this help ('cachelock COMMAND --help' for a command)\n"
@@ -61,6 +64,8 @@ int main(int argc, char **argv)
         return cli_path(argc - 1, argv + 1);
     if (strcmp(cmd, "prune") == 0)
         return cli_prune(argc - 1, argv + 1);
+    if (strcmp(cmd, "fair") == 0)
+        return cli_fair(argc - 1, argv + 1);
     if (cmd[0] == '-')
         return cli_usage_error(NULL, "unrecognized option '%s'", cmd);
     return cli_usage_error(NULL, "unknown command '%s'", cmd);

@@ -259,6 +259,8 @@ int cli_exit_for(int err, const char *msg)
     case EISDIR:
     case ENXIO:
         return EXIT_NOINPUT;
+    case ENOTSUP:
+        return EXIT_UNAVAILABLE;    /* fair mode cannot work there */
     default:
         return EXIT_OSERR;
     }
@@ -361,6 +363,18 @@ int cli_parse_duration(const char *s, long *ms)
 }
 
 /* ---- Output ---- */
+
+int cli_holders_count(const char *dir, const char *source)
+{
+    cachelock_holder_t *h = NULL;
+    size_t n = 0, holders = 0;
+    if (cachelock_holders(dir, source, &h, &n) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        holders += !h[i].waiting;
+    free(h);
+    return (int)holders;
+}
 
 /* "held exclusive by pid 12 (make -j4)", "held shared by 2: pid 3 (a), ..."
  * from the kernel's lock table. */
