@@ -44,9 +44,7 @@
  *        │ granted
  *        v
  *   give up the place (one unlock of the whole queue range), so the next
- *   waiter moves up to the head while we hold the lock; if timed or
- *   asynchronous waiters marked the file, write the sidecar so that their
- *   inotify watch wakes them
+ *   waiter moves up to the head while we hold the lock
  *
  * Why this is FIFO: places are taken under Q_MUTEX, and a new place is
  * above every place that exists when it is taken (the hint is checked
@@ -79,11 +77,13 @@
  * Timed and asynchronous waits never block: they join with a
  * non-blocking Q_MUTEX (a step that finds it taken says "not yet"), check
  * the places below theirs with F_OFD_GETLK, and wake through inotify: a
- * place given up at a grant is announced by a write to the sidecar when
- * the lock file carries a waiter mark, a place given up by a timed wait or
- * a death by closing the lock file, Q_MUTEX's release by the hint's write
- * just before it.  The re-check timer of every timed wait (wait.c) covers
- * the rest.  Giving up is closing the descriptor: nothing is left behind.
+ * place given up by a timed wait or a death closes the lock file, the end
+ * of a join writes the hint just before Q_MUTEX is released (so the
+ * sidecar is watched too), and a holder's release closes the lock file
+ * because the waiter marked it (wait.c, pool.c).  A place given up at a
+ * grant wakes nobody timed: the lock is held then, and its release will.
+ * The re-check timer of every timed wait (wait.c) covers the rest.  Giving
+ * up is closing the descriptor: nothing is left behind.
  */
 #include "internal.h"
 
@@ -226,10 +226,8 @@ static int sidecar(struct cachelock__attempt *a, struct cachelock__handle *h)
 }
 
 /* The hint: the next ticket, and the last exclusive waiter's ticket + 1
- * (0: none), little-endian.  Bytes from HINT_SIGNAL on are written only so
- * that inotify sees a change. */
+ * (0: none), little-endian. */
 #define HINT_SIZE 16
-#define HINT_SIGNAL 16
 
 static uint64_t get64(const unsigned char *b)
 {
@@ -243,18 +241,6 @@ static void put64(unsigned char *b, uint64_t v)
 {
     for (int i = 0; i < 8; i++, v >>= 8)
         b[i] = (unsigned char)v;
-}
-
-/* Announce a change of the queue to timed and asynchronous waiters, which
- * watch the sidecar: only when some waiter marked the lock file. */
-static void announce(struct cachelock__attempt *a, struct cachelock__handle *h)
-{
-    if (!cachelock__os_has_waiters(h->fd))
-        return;
-    int fd = sidecar(a, h);
-    unsigned char b = (unsigned char)h->ticket;
-    if (fd >= 0)
-        cachelock__os_pwrite(fd, &b, 1, HINT_SIGNAL);
 }
 
 /* ---- the queue ------------------------------------------------------------- */
@@ -384,13 +370,16 @@ static int blocker(struct cachelock__attempt *a, struct cachelock__handle *h, in
 }
 
 /* Granted: give up the place (and the read locks on places waited for),
- * so that the next waiter becomes the head while we hold the lock. */
-static void leave(struct cachelock__attempt *a, struct cachelock__handle *h)
+ * so that the next waiter becomes the head while we hold the lock.  A
+ * blocking one is woken by the kernel; a timed or asynchronous one need
+ * not be: as the head it waits for the lock, and our release tells it
+ * (it marked the file, so the release closes, which its watch sees). */
+static void leave(struct cachelock__handle *h)
 {
     if (cachelock__os_range_lock(h->fd, 'u', Q_ALL, Q_MUTEX + 1 - Q_ALL, 0) < 0)
         h->flags |= H_NOKEEP;   /* the release closes: that drops them */
     h->flags &= (unsigned short)~H_QUEUED;
-    announce(a, h);
+    h->flags |= H_HANDOFF;
 }
 
 int cachelock__fair_queued(int fd)
@@ -465,6 +454,6 @@ int cachelock__fair_lock(struct cachelock__attempt *a, struct cachelock__handle 
             return cachelock__fail(rc, rc == -EINTR ? "wait for lock" : "lock", a->path.buf);
         break;
     }
-    leave(a, h);
+    leave(h);
     return 0;
 }

@@ -148,6 +148,8 @@ struct cachelock__handle {
 #define H_WCHECKED  0x100   /* H_WRITABLE is known */
 #define H_WRITABLE  0x200   /* fd is open for writing: can take the
                                queue's byte-range write locks */
+#define H_HANDOFF   0x400   /* granted through the fair queue: others are
+                               likely queued, the release yields (fair.c) */
 
 /* An open .locks directory, kept for later opens (pool.c). */
 struct cachelock__dir {

@@ -2287,8 +2287,8 @@ static const struct expect t_fair_free[] = {
  * above it, fcntl #5 the place, fcntl #6 the exclusive place, pwrite #1
  * the hint, fcntl #7 the mutex given back), the wait (fcntl #8 on the
  * place before ours, as the hint says; fcntl #9 any place before ours),
- * flock #2 blocking, the grant (fcntl #10 the places given up, fcntl #11
- * the waiter marks), fstatat #1 the path check. */
+ * flock #2 blocking, the grant (fcntl #10 the places given up), fstatat #1
+ * the path check. */
 static const struct expect t_fair_busy[] = {
     { E_MALLOC, "*", ANY, "-ENOMEM kept=0", "the path, the handle" },
     FAIR_OPEN("-ERR", "-ENOTSUP", "0", "3", "2"),
@@ -2306,7 +2306,6 @@ static const struct expect t_fair_busy[] = {
     { E_FCNTL, "10", A(EINTR), "0 kept=3", "giving up the places: retried" },
     { E_FCNTL, "10", ANY, "0 kept=1", "the places cannot be given up: held, and closed at the "
       "release, which drops them" },
-    { E_FCNTL, "11", ANY, "0 kept=3", "the waiter marks cannot be looked at: announced anyway" },
     { E_FLOCK, "1", A(EINTR, EWOULDBLOCK), "0 kept=3", "retried; busy as it is: joins" },
     { E_FLOCK, "1", ANY, "-ERR kept=1", "flock(2): the file closed, .locks kept" },
     { E_FLOCK, "2", A(EINTR), "-EINTR kept=1", "the blocking flock(2) of the head: a handler "
@@ -2401,8 +2400,8 @@ static const struct expect t_fair_async_cancelled[] = {
 
 /* As above, but the holder closes before step 3, which is granted: fstat
  * #8 the lock file, fcntl #12 the look below, flock #5 granted, fcntl #13
- * the places given up, fcntl #14 the marks, fstatat #1 the path check,
- * fcntl #15 our mark removed. */
+ * the places given up, fstatat #1 the path check, fcntl #14 our mark
+ * removed. */
 static const struct expect t_fair_async_granted[] = {
     { E_MALLOC, "1-3", ANY, "-ENOMEM kept=0", "start: the path, the wait, its copy" },
     { E_MALLOC, "4", ANY, "0 -ENOMEM -ENOMEM -ENOMEM kept=0", "the handle: final, said again" },
@@ -2415,8 +2414,8 @@ static const struct expect t_fair_async_granted[] = {
     { E_FCNTL, "2-8", A(EINTR, EWOULDBLOCK), "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "retried, "
       "the next place, or taken for busy" },
     { E_FCNTL, "2-8", ANY, "0 -ERR -ERR -ERR kept=1", "the queue's locks fail: final" },
-    { E_FCNTL, "9,14", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "no waiter mark, or the "
-      "marks cannot be looked at at the grant (announced anyway)" },
+    { E_FCNTL, "9", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "no waiter mark: the timer "
+      "covers what closes would tell" },
     { E_FCNTL, "10-12", A(EINTR, EWOULDBLOCK), "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "retried; "
       "taken for busy" },
     { E_FCNTL, "10", A(EINVAL), "0 -ENOTSUP -ENOTSUP -ENOTSUP kept=2", "no OFD locks" },
@@ -2430,7 +2429,7 @@ static const struct expect t_fair_async_granted[] = {
     { E_FCNTL, "13", A(EINTR), "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "retried" },
     { E_FCNTL, "13", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=2", "the places cannot be given up "
       "at the grant: closed at the release, which drops them" },
-    { E_FCNTL, "15", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=2", "our mark cannot be removed: "
+    { E_FCNTL, "14", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=2", "our mark cannot be removed: "
       "closed at the release" },
     { E_FLOCK, "*", A(EINTR, EWOULDBLOCK), "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "retried; "
       "busy: waits on" },
