@@ -92,6 +92,12 @@ $(BUILD)/bench/%: bench/%.c bench/bench.h $(STATIC) include/cachelock.h
 	@mkdir -p $(@D)
 	$(CC) $(ALLCFLAGS) -o $@ $< $(STATIC) $(ALLLDFLAGS)
 
+# bench_contended watches the fair queue from inside, through the
+# system-call table, as the tests do.
+$(BUILD)/bench/bench_contended: bench/bench_contended.c $(STATIC) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(ALLCFLAGS) -Isrc -o $@ $< $(STATIC) $(ALLLDFLAGS)
+
 # The suite: C unit tests and tNNNN-*.sh CLI tests, all TAP, all through prove.
 # Every case of a program has its own time limit (tap.h's alarm, lib.sh's
 # timeout(1)); TEST_LIMIT bounds each whole program too, so that nothing
