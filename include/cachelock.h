@@ -328,7 +328,11 @@
  *     fails with -ENOTSUP and says why; it never runs unfair instead.
  *   - The price: an uncontended fair acquire costs one more system call;
  *     a contended one a few more and a wake-up per grant, which matters
- *     only when critical sections are very short (README.md).
+ *     only when critical sections are very short (README.md).  A release
+ *     of a lock that was granted through the queue yields the processor
+ *     once (sched_yield(2)): the kernel wakes the next waiter on the
+ *     releasing CPU, and without the yield it would wait for whatever the
+ *     releasing thread does next.
  *   - Like a flock(2) lock, a place in the queue belongs to the open file:
  *     a child forked without exec(2) that keeps a copy of a waiting
  *     descriptor keeps the place while it lives.
@@ -795,7 +799,10 @@ typedef struct cachelock_holder {
  * took the lock; when that process forked and exited, a child may be the one
  * still holding it.  Waiters in timed or asynchronous waits of this library
  * do not block in the kernel and are not listed (their marks show in
- * /proc/locks and lslocks(8) as OFD read locks, which carry no pid).  Locks held through NFS
+ * /proc/locks and lslocks(8) as OFD read locks, which carry no pid); nor
+ * are fair-mode waiters queued behind others (only the head of the queue
+ * waits in flock(2); the places show as OFD write locks at 2^62 and
+ * above).  Locks held through NFS
  * are listed only on the machine that holds them.  The kernel gives no
  * atomic view of its table: it is read twice and both readings are
  * merged, but while other locks come and go a holder may still be missed

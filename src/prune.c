@@ -126,14 +126,6 @@ static void prune_orphan(const char *cache_dir, const char *name)
     cachelock__path_free(&p);
 }
 
-static int has_name(char **names, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(names[i], name) == 0)
-            return 1;
-    return 0;
-}
-
 static int prune(const char *cache_dir, long older_than_ms, unsigned flags,
                  cachelock_prune_fn report, void *ctx)
 {
@@ -153,8 +145,7 @@ static int prune(const char *cache_dir, long older_than_ms, unsigned flags,
     for (size_t i = 0; i < n; i++)
         removed += prune_one(cache_dir, names[i], older_than_ms, flags, report, ctx);
     for (size_t i = 0; i < ns && !(flags & CACHELOCK_PRUNE_DRY_RUN); i++)
-        if (!has_name(names, n, sidecars[i]))
-            prune_orphan(cache_dir, sidecars[i]);
+        prune_orphan(cache_dir, sidecars[i]);
     cachelock_sources_free(sidecars, ns);
     cachelock_sources_free(names, n);
     return removed;

@@ -16,11 +16,13 @@ places() {
 
 # queue NAME WHO [run options]: a waiter that appends WHO to $T/log under
 # the lock; returns once it holds a place in the queue ($1 places then).
+# Its pid is in WAITER.
 queue() {
     name=$1 who=$2; shift 2
     before=$(places "$name")
     "$CACHELOCK" run -q "$@" "$D" "$name" -- sh -c "echo $who >> '$T/log'" &
-    bg_pid $!
+    WAITER=$!
+    bg_pid $WAITER
     wait_until "[ \$(places $name) -gt $before ]"
 }
 
@@ -110,7 +112,8 @@ t_prune_removes_sidecar() {
     hold s &&
     queue s a --fair &&
     release s &&
-    wait_until "[ -s '$T/log' ]" && wait_until "[ \$(places s) -eq 0 ]" &&
+    # The waiter has run and exited: nobody holds s any more.
+    wait "$WAITER" && test -s "$T/log" && test "$(places s)" -eq 0 &&
     test -f "$D/.locks/s.fifo" &&
     "$CACHELOCK" prune "$D" >"$T/out" &&
     grep -qx "removed s" "$T/out" &&

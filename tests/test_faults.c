@@ -2494,14 +2494,16 @@ static const struct expect t_policy_off[] = {
  * check, fcntl #1 its queue), its sidecar's identity (fstatat #2), a's
  * removal (open #3, fstatat #3, renameat #1, fstatat #4, unlinkat #1, close
  * #2), the sidecar's (open #4, fstatat #5, renameat #2, fstatat #6,
- * unlinkat #2, close #3); b (busy); then the orphan: o.lock missing
- * (fstatat #7), o.fifo's identity (fstatat #8) and removal (open #5,
- * fstatat #9, renameat #3, fstatat #10, unlinkat #3, close #4). */
+ * unlinkat #2, close #3); b (busy); then each sidecar listed: a.lock and
+ * a.fifo both gone now (fstatat #7 #8), o.lock missing (fstatat #9),
+ * o.fifo's identity (fstatat #10) and removal (open #5, fstatat #11,
+ * renameat #3, fstatat #12, unlinkat #3, close #4). */
 static const struct expect t_prune_sidecars[] = {
     { E_MALLOC, "1", ANY, "-ENOMEM kept=0", "listing .locks: prune fails" },
     { E_MALLOC, "2,3", ANY, "0 a=failed(-ENOMEM) b=busy kept=2", "a's path, a's handle" },
     { E_MALLOC, "4,5", ANY, "1 a=removed b=failed(-ENOMEM) kept=1", "b's path, b's handle" },
-    { E_MALLOC, "6", ANY, "1 a=removed b=busy kept=2", "o's path: the orphan stays" },
+    { E_MALLOC, "6,7", ANY, "1 a=removed b=busy kept=2", "the sidecars' paths: an orphan "
+      "stays" },
     { E_OPEN, "1", A(ENOENT), "0 a=- b=- kept=0", "no .locks: nothing to do" },
     { E_OPEN, "1", ANY, "-ERR kept=0", "listing .locks: prune fails" },
     { E_OPEN, "2", A(ENOENT), "0 a=- b=busy kept=2", ".locks gone meanwhile: so is a" },
@@ -2540,8 +2542,9 @@ static const struct expect t_prune_sidecars[] = {
     { E_FSTATAT, "3", ANY, "0 a=failed(-ERR) b=busy kept=2", "removal: a's name unchecked" },
     { E_FSTATAT, "4", ANY, "0 a=failed(-ERR) b=busy kept=2", "what was renamed cannot be "
       "checked: put back, the error reported" },
-    { E_FSTATAT, "5-10", ANY, "1 a=removed b=busy kept=2", "a sidecar's removal cannot check "
-      "what it removes (or o.lock's absence): the sidecar stays, or is put back" },
+    { E_FSTATAT, "5-12", ANY, "1 a=removed b=busy kept=2", "a sidecar's removal cannot check "
+      "what it removes (or whether its lock file is there): the sidecar stays, or is put "
+      "back" },
     { E_RENAMEAT, "1", A(ENOENT), "0 a=busy b=busy kept=2", "removal: the name vanished" },
     { E_RENAMEAT, "1", ANY, "0 a=failed(-ERR) b=busy kept=2", "removal: the rename" },
     { E_RENAMEAT, "2,3", ANY, "1 a=removed b=busy kept=2", "a sidecar cannot be renamed away: "
