@@ -61,10 +61,10 @@ LIBCFLAGS  = $(ALLCFLAGS) -fPIC -fvisibility=hidden
 ALLLDFLAGS = $(SANFLAGS) -pthread $(LDFLAGS)
 
 PORTABLE_SRC := src/error.c src/name.c src/registry.c src/pool.c src/watchers.c src/acquire.c \
-                src/wait.c src/holders.c src/prune.c src/filesystem.c
+                src/wait.c src/holders.c src/prune.c src/filesystem.c src/fair.c
 LIB_SRC := $(PORTABLE_SRC) \
            src/unix/syscalls.c src/unix/file.c src/unix/statfs.c src/unix/fork.c src/unix/notify.c \
-           src/unix/proc.c
+           src/unix/proc.c src/unix/queue.c
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 HDRS    := include/cachelock.h src/internal.h src/unix/unix.h src/unix/os.h
 
@@ -74,7 +74,7 @@ SHARED   = $(BUILD)/libcachelock.so.$(VERSION)
 SONAME  := libcachelock.so.$(SOVERSION)
 
 CLI_SRC := cli/main.c cli/run.c cli/lock.c cli/status.c cli/path.c cli/prune.c cli/selftest.c \
-           cli/util.c
+           cli/util.c cli/fair.c
 CLI_OBJ  = $(CLI_SRC:%.c=$(BUILD)/%.o)
 CLI      = $(BUILD)/cachelock$(EXE)
 CLI_LDFLAGS :=
@@ -96,12 +96,12 @@ LIBCFLAGS  = $(ALLCFLAGS)
 ALLLDFLAGS = $(LDFLAGS)
 LIB_SRC := $(PORTABLE_SRC) \
            src/win/syscalls.c src/win/error.c src/win/thread.c src/win/path.c src/win/file.c \
-           src/win/wait.c src/win/proc.c src/win/fs.c
+           src/win/wait.c src/win/proc.c src/win/fs.c src/win/queue.c
 HDRS    := include/cachelock.h src/internal.h src/win/win.h src/win/os.h
 EXE     := .exe
 SHARED   = $(BUILD)/cachelock.dll
 IMPLIB   = $(BUILD)/libcachelock.dll.a
-CLI_SRC := cli/main.c cli/win.c cli/status.c cli/path.c cli/prune.c cli/util.c
+CLI_SRC := cli/main.c cli/win.c cli/status.c cli/path.c cli/prune.c cli/util.c cli/fair.c
 CLI_LDFLAGS := -municode
 TESTS    = $(WINE_TESTS:%=$(BUILD)/tests/%.exe)
 TEST_LDFLAGS := -static -pthread
@@ -165,6 +165,12 @@ $(BUILD)/tests/%$(EXE): tests/%.c tests/tap.h tests/helpers.h $(STATIC) $(HDRS)
 $(BUILD)/bench/%: bench/%.c bench/bench.h $(STATIC) include/cachelock.h
 	@mkdir -p $(@D)
 	$(CC) $(ALLCFLAGS) -o $@ $< $(STATIC) $(ALLLDFLAGS)
+
+# bench_contended watches the fair queue from inside, through the
+# system-call table, as the tests do.
+$(BUILD)/bench/bench_contended: bench/bench_contended.c $(STATIC) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(ALLCFLAGS) -Isrc -o $@ $< $(STATIC) $(ALLLDFLAGS)
 
 # The suite: C unit tests and tNNNN-*.sh CLI tests, all TAP, all through prove.
 # Every case of a program has its own time limit (tap.h's alarm, lib.sh's

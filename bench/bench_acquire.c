@@ -13,7 +13,7 @@
  * the same with the guarantees' calls.  Then this library: the same source
  * again and again, the first acquire in this process of sources that
  * exist, and the first acquire of new sources (creating the lock file each
- * time).
+ * time), and the same source again in fair mode, nobody else there.
  */
 #define _GNU_SOURCE
 #include "bench.h"
@@ -58,7 +58,7 @@ int main(int argc, char **argv)
      * hits one chunk of one variant, not a whole variant.  The ladder adds
      * the system call of one guarantee per rung, in the order the library
      * makes them for a kept descriptor. */
-    enum { FLOOR, PRECHECK, PATHCHECK, RELCHECK, MARKS, LIB, OFC, OFC_ALL, NV };
+    enum { FLOOR, PRECHECK, PATHCHECK, RELCHECK, MARKS, LIB, FAIR, OFC, OFC_ALL, NV };
     double best[NV];
     for (int v = 0; v < NV; v++)
         best[v] = 1e18;
@@ -111,6 +111,17 @@ int main(int argc, char **argv)
             cachelock_release(lock);
         }
         keep_best(&best[LIB], t, chunk);
+
+        /* Fair mode, nobody else there: the same, plus one look at the
+         * queue (F_OFD_GETLK). */
+        cachelock_options_t fair = CACHELOCK_OPTIONS_INIT;
+        fair.flags = CACHELOCK_F_FAIR;
+        t = now_ns();
+        for (int i = 0; i < chunk; i++) {
+            cachelock_acquire_ex(dir, "s", &fair, &lock);
+            cachelock_release(lock);
+        }
+        keep_best(&best[FAIR], t, chunk);
     }
     floor_ns = best[FLOOR];
     needed_ns = best[MARKS];
@@ -173,6 +184,9 @@ int main(int argc, char **argv)
            lib_ns / floor_ns);
     printf("%-60s %7.2f %7.2fx (vs the ladder's top)\n", "", lib_ns / 1e3, lib_ns / needed_ns);
     printf("%-60s %7.2f %7.2fx (vs open+flock+close)\n", "", lib_ns / 1e3, lib_ns / ofc_ns);
+    printf("%-60s %7.2f %7.2fx (vs the same, not fair)\n",
+           "cachelock_acquire_ex(CACHELOCK_F_FAIR)+release, same source", best[FAIR] / 1e3,
+           best[FAIR] / lib_ns);
     printf("%-60s %7.2f %7.2fx\n", "open+flock+close", ofc_ns / 1e3, ofc_ns / floor_ns);
     printf("%-60s %7.2f %7.2fx\n", "open+fstat+flock+fstatat+fstat+unlock+close", ofci_ns / 1e3,
            ofci_ns / floor_ns);
@@ -191,11 +205,12 @@ int main(int argc, char **argv)
                 "\"ratio_to_floor\":%.3f,\"ratio_to_needed\":%.3f,\"ratio_to_open_flock_close\":%.3f,"
                 "\"existing_raw_us\":%.3f,\"cachelock_existing_first_us\":%.3f,"
                 "\"existing_first_ratio\":%.3f,"
-                "\"create_raw_us\":%.3f,\"cachelock_first_us\":%.3f,\"first_ratio\":%.3f}\n",
+                "\"create_raw_us\":%.3f,\"cachelock_first_us\":%.3f,\"first_ratio\":%.3f,"
+                "\"fair_same_source_us\":%.3f,\"fair_ratio\":%.3f}\n",
                 floor_ns / 1e3, needed_ns / 1e3, ofc_ns / 1e3, ofci_ns / 1e3, lib_ns / 1e3,
                 lib_ns / floor_ns, lib_ns / needed_ns, lib_ns / ofc_ns, existing_raw_ns / 1e3,
                 existing_ns / 1e3, existing_ns / existing_raw_ns, create_ns / 1e3, first_ns / 1e3,
-                first_ns / create_ns);
+                first_ns / create_ns, best[FAIR] / 1e3, best[FAIR] / lib_ns);
         fclose(json);
     }
     snprintf(p2, sizeof p2, "rm -rf '%s'", dir);

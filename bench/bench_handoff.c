@@ -11,6 +11,9 @@
  * exits, and a raw user that only calls flock(LOCK_UN) and keeps the file
  * open (no close event: the re-check timer's bound).
  *
+ * Then fair mode (CACHELOCK_F_FAIR) for each kind of waiter, the holder
+ * releasing with cachelock_release(), against the same waiter without it.
+ *
  * The holder stamps CLOCK_MONOTONIC just before it releases, the waiter just
  * after it holds; both live in shared memory.  To be sure the waiter is
  * really waiting before the release, the holder sleeps 300 us after the
@@ -33,6 +36,7 @@
 #include <unistd.h>
 
 enum waiter { W_BLOCKING, W_TIMED, W_ASYNC, NWAITERS };
+static int fair_waiter;     /* the waiter asks in fair mode */
 enum holder { H_LIBRARY, H_CLOSE, H_EXIT, H_UNLOCK_ONLY, NHOLDERS };
 static const char *const waiter_name[] = { "blocking", "timed", "async" };
 static const char *const holder_name[] = { "library release", "flock+close (flock(1), filelock)",
@@ -93,9 +97,11 @@ static int wait_once(enum waiter how, int to_holder)
     cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
     cachelock_t *lock = NULL;
     int rc;
+    if (fair_waiter)
+        o.flags = CACHELOCK_F_FAIR;
     put(to_holder, 'W');
     if (how == W_BLOCKING) {
-        rc = cachelock_acquire(dir, "h", &lock);
+        rc = cachelock_acquire_ex(dir, "h", &o, &lock);
     } else if (how == W_TIMED) {
         o.timeout_ms = 10000;
         rc = cachelock_acquire_ex(dir, "h", &o, &lock);
@@ -203,6 +209,24 @@ int main(int argc, char **argv)
                         holder_name[h], waiter_name[w], p50[h][w] / 1000.0, p99[h][w] / 1000.0,
                         (double)p50[h][w] / (double)p50[h][0]);
         }
+    }
+    /* Fair mode: the same handoffs from a library release, the waiter
+     * queued (as the head) instead of trying flock(2) alone.  Run right
+     * after the plain ones, against which they are compared. */
+    printf("\nfair mode (the waiter queues; the holder releases with cachelock_release):\n");
+    printf("%-34s %-9s %10s %10s %12s\n", "", "waiter", "p50 us", "p99 us", "vs not fair");
+    fair_waiter = 1;
+    for (int w = 0; w < NWAITERS; w++) {
+        int64_t f50, f99;
+        if (measure(H_LIBRARY, (enum waiter)w, iters, &f50, &f99) < 0)
+            return 1;
+        printf("%-34s %-9s %10.1f %10.1f %11.2fx\n", "", waiter_name[w], f50 / 1000.0, f99 / 1000.0,
+               (double)f50 / (double)p50[H_LIBRARY][w]);
+        fflush(stdout);
+        if (json)
+            fprintf(json, "{\"bench\":\"handoff_fair\",\"waiter\":\"%s\",\"p50_us\":%.2f,"
+                    "\"p99_us\":%.2f,\"ratio_to_plain\":%.3f}\n", waiter_name[w], f50 / 1000.0,
+                    f99 / 1000.0, (double)f50 / (double)p50[H_LIBRARY][w]);
     }
     if (json)
         fclose(json);

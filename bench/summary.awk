@@ -3,7 +3,8 @@
 #
 # The goals (issue 10): every guarantee kept, and then as fast as possible;
 # at least 10x faster than the Rust original's design, and faster than
-# Python filelock and Go gofrs/flock, all measured side by side.
+# Python filelock and Go gofrs/flock, all measured side by side.  Fair mode
+# (issue 15): its costs against plain mode, and that nobody is overtaken.
 #
 #   awk -f bench/summary.awk build/bench/results.jsonl
 
@@ -27,8 +28,24 @@ function str(line, key,    m) {
 function row(what, got, goal) { printf "%-64s %-22s %s\n", what, got, goal }
 
 /"bench":"uncontended"/ { same = num($0, "ratio_to_floor"); needed = num($0, "ratio_to_needed")
-                          first = num($0, "existing_first_ratio") }
-/"bench":"contended"/ && /"variant":"cachelock"/ { cont = cont sep sprintf("%.2fx", num($0, "ratio_to_raw")); sep = " / " }
+                          first = num($0, "existing_first_ratio"); fair_unc = num($0, "fair_ratio") }
+/"bench":"contended"/ && /"variant":"cachelock"/ && /"hold_us":0,/ {
+    cont = cont sep sprintf("%.2fx", num($0, "ratio_to_raw")); sep = " / " }
+# Fair mode (issue 15): per hold time, the throughput ratios to plain mode
+# at N = 2 / 4 / 8, the overtakes, and the longest waits beside plain's.
+/"bench":"contended"/ && /"variant":"fair"/ {
+    h = num($0, "hold_us")
+    fratio[h] = fratio[h] fsep[h] sprintf("%.2fx", num($0, "ratio_to_plain")); fsep[h] = " / "
+    fover += num($0, "overtake_share")
+    fwait[h] = fwait[h] wsep[h] sprintf("%.1f", num($0, "longest_wait_ms")); wsep[h] = " / " }
+/"bench":"contended"/ && /"variant":"cachelock"/ {
+    h = num($0, "hold_us")
+    pwait[h] = pwait[h] psep[h] sprintf("%.1f", num($0, "longest_wait_ms")); psep[h] = " / " }
+/"bench":"contended"/ && /"variant":"mixed"/ {
+    mixed = mixed msep sprintf("%.1f%%", 100 * num($0, "fair_share")); msep = " / "
+    mover += num($0, "fair_overtakes") }
+/"bench":"handoff_fair"/ { fhand = fhand fhsep sprintf("%s %.2fx", str($0, "waiter"), num($0, "ratio_to_plain")); fhsep = ", "
+    if (str($0, "waiter") == "blocking") fhand_blocking = num($0, "ratio_to_plain") }
 /"bench":"scale"/ { scale = sprintf("%.2fx", num($0, "same_ratio_to_first_level")); held = num($0, "held") }
 /"bench":"memory"/ { mem = num($0, "bytes_per_held_lock") }
 /"bench":"handoff"/ && /"holder":"library release"/ && !/"waiter":"blocking"/ {
@@ -63,6 +80,19 @@ END {
     if (st_ms > 0)
         row(sprintf("status of %d sources: library / command / per source", st_n),
             sprintf("%.0f / %.0f / %.0f ms", st_ms, st_cli, st_each), "")
+    printf "\nfair mode (issue 15), N = 2 / 4 / 8 where there are three figures\n\n"
+    row("what", "measured", "goal")
+    row("uncontended fair acquire+release, vs plain", sprintf("%.2fx", fair_unc), "<= 1.2x")
+    row("handoff p50 to a fair waiter, vs the same waiter not fair", fhand, "blocking <= 1.5x")
+    row("overtakes among fair users (by the order of joining), all runs", sprintf("%.4f%%", 100 * fover), "0")
+    row("throughput, 20 us critical sections, vs plain", fratio[20], ">= 0.6x")
+    row("throughput, 200 us critical sections, vs plain", fratio[200], ">= 0.9x")
+    row("throughput, bare increment, vs plain (a wake-up per grant)", fratio[0], "reported")
+    row("longest wait at 200 us holds, ms: plain", pwait[200], "")
+    row("  ... fair", fwait[200], "")
+    row("fair half's share when half the users are plain (N = 4 / 8)", mixed, "reported")
+    row("  ... overtakes among the fair half", sprintf("%d", mover), "0")
+    printf "\n"
     n = split("cachelock_same_source cachelock_first_acquire open_flock_close rust_spawn_blocking", k, " ")
     got = ""
     for (i = 1; i <= n; i++)

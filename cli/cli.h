@@ -16,7 +16,8 @@ enum {
     EXIT_CONFLICT_DEFAULT = 1,  /* busy or timed out (-E changes it) */
     EXIT_USAGE = 64,            /* EX_USAGE: bad options or arguments */
     EXIT_NOINPUT = 66,          /* EX_NOINPUT: cannot open the lock file */
-    EXIT_UNAVAILABLE = 69,      /* EX_UNAVAILABLE: cannot run the command */
+    EXIT_UNAVAILABLE = 69,      /* EX_UNAVAILABLE: cannot run the command,
+                                   or fair mode cannot work on the cache */
     EXIT_OSERR = 71,            /* EX_OSERR: system error, write error */
     EXIT_CANTCREAT = 73,        /* EX_CANTCREAT: cannot create the lock file */
     EXIT_STALE = 75             /* EX_TEMPFAIL: `lock` got a file that the
@@ -35,7 +36,8 @@ enum {
     OPT_INHERIT_FD,
     OPT_CREATE,
     OPT_LOCAL_ONLY,
-    OPT_SECOND_PATH
+    OPT_SECOND_PATH,
+    OPT_FAIR
 };
 
 /* "cachelock: <message>" on stderr. */
@@ -93,6 +95,8 @@ void cli_describe_person(const struct cachelock_holder *h, char *buf, size_t siz
  * (not a local filesystem), where locks may not exclude ..." for a kind
  * known not to be local, else "". */
 void cli_fs_note(int kind, char *buf, size_t size);
+/* How many hold the lock now (waiters not counted), -1 when unknown. */
+int cli_holders_count(const char *dir, const char *source);
 /* Flush and close stdout; report a write error, and output lost because
  * stdout was closed.  Returns 0 or EXIT_OSERR. */
 int cli_close_stdout(void);
@@ -110,5 +114,6 @@ int cli_prune(int argc, char **argv);
 int cli_lock(int argc, char **argv);
 int cli_unlock(int argc, char **argv);
 int cli_selftest(int argc, char **argv);
+int cli_fair(int argc, char **argv);
 
 #endif

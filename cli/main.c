@@ -33,6 +33,9 @@ static const char usage[] =
     "                      check in under 2 s that locks really work there (NFS,\n"
     "                      FUSE, ...): exclusion, shared locks, release on death,\n"
     "                      notification\n"
+    "  fair on|off|status [CACHE_DIR]\n"
+    "                      make every user of the library on the cache wait in a\n"
+    "                      queue, first come first served\n"
     "\n"
     "Options:\n"
     "  -h, --help          show this help ('cachelock COMMAND --help' for a command)\n"
@@ -67,6 +70,8 @@ int cli_main(int argc, char **argv)
         return cli_prune(argc - 1, argv + 1);
     if (strcmp(cmd, "selftest") == 0)
         return cli_selftest(argc - 1, argv + 1);
+    if (strcmp(cmd, "fair") == 0)
+        return cli_fair(argc - 1, argv + 1);
     if (cmd[0] == '-')
         return cli_usage_error(NULL, "unrecognized option '%s'", cmd);
     return cli_usage_error(NULL, "unknown command '%s'", cmd);

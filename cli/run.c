@@ -72,6 +72,10 @@ static const char usage[] =
     "                             do not keep it; if cachelock dies, COMMAND is\n"
     "                             killed (SIGKILL), never left running unlocked\n"
     "  -F, --no-fork              exec COMMAND in place of cachelock (no -o)\n"
+    "      --fair                 wait in a queue: the lock is granted in the order\n"
+    "                             of arrival among libcachelock's users that queue\n"
+    "                             (see 'cachelock fair --help'); status 69 where\n"
+    "                             fair mode cannot work (NFS, SMB, FUSE)\n"
     "  -c, --command SHELL_COMMAND\n"
     "                             run SHELL_COMMAND with /bin/sh -c\n"
     "      --inherit-fd           accepted for compatibility: the default now\n"
@@ -87,8 +91,8 @@ static const char usage[] =
     "Messages go to stderr only; stdout belongs to COMMAND.\n"
     "Exit status: COMMAND's own, 128+N if it was killed by signal N, the conflict\n"
     "code when busy or timed out, 64 usage, 66 cannot open the lock file, 69 cannot\n"
-    "run COMMAND (or --local-only refused), 71 system error, 73 cannot create the\n"
-    "lock file (or a read-only mount).\n";
+    "run COMMAND (or --local-only refused, or fair mode cannot work here), 71 system\n"
+    "error, 73 cannot create the lock file (or a read-only mount).\n";
 
 /* Signals that someone sends us with kill(2) (a supervisor, a CI runner's
  * timeout) are passed on to the command.  Terminal signals (Ctrl-C) reach the
@@ -130,8 +134,15 @@ static int take_lock(const struct run_opts *o, cachelock_t **out, int *status)
             break;
         if (!shown && !o->quiet) {
             char path[4200] = "", who[2048], name[1024], shown_path[8400], limit[64] = "";
-            cachelock_path_ex(o->dir, o->source, o->lock.flags, path, sizeof path);
-            cli_describe_holders(o->dir, o->source, who, sizeof who);
+            /* Fair mode (asked for, or the cache's policy): the lock may
+             * be free and still not ours, others being ahead in the queue. */
+            int fair = (o->lock.flags & CACHELOCK_F_FAIR) || cachelock_fair_policy(o->dir) == 1;
+            cachelock_path_ex(o->dir, o->source, o->lock.flags & CACHELOCK_F_ANYNAME, path,
+                              sizeof path);
+            if (fair && cli_holders_count(o->dir, o->source) == 0)
+                snprintf(who, sizeof who, "free, but others are queued ahead of us");
+            else
+                cli_describe_holders(o->dir, o->source, who, sizeof who);
             cli_text_escape(name, sizeof name, o->source);
             cli_text_escape(shown_path, sizeof shown_path, path);
             char note[512];
@@ -140,7 +151,8 @@ static int take_lock(const struct run_opts *o, cachelock_t **out, int *status)
                          (double)o->lock.timeout_ms / 1000);
             cli_fs_note(cachelock_fs_of(o->dir), note, sizeof note);
             cli_error("waiting for '%s' ('%s'), %s; locks die with their process, so a wait "
-                      "means a live holder%s%s%s", name, shown_path, who, limit,
+                      "means a live holder%s%s%s%s", name, shown_path, who,
+                      fair ? "; queued, first come first served (fair mode)" : "", limit,
                       note[0] ? "; " : "", note);
             if (tty)
                 fputs("cachelock: waited 0s", stderr);
@@ -425,6 +437,7 @@ int cli_run(int argc, char **argv)
         { "inherit-fd", no_argument, NULL, OPT_INHERIT_FD },
         { "any-name", no_argument, NULL, OPT_ANY_NAME },
         { "local-only", no_argument, NULL, OPT_LOCAL_ONLY },
+        { "fair", no_argument, NULL, OPT_FAIR },
         { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -466,6 +479,7 @@ int cli_run(int argc, char **argv)
         case OPT_INHERIT_FD: break;   /* the default since 0.3.0 */
         case OPT_ANY_NAME: o.lock.flags |= CACHELOCK_F_ANYNAME; break;
         case OPT_LOCAL_ONLY: o.lock.flags |= CACHELOCK_F_LOCAL_ONLY; break;
+        case OPT_FAIR: o.lock.flags |= CACHELOCK_F_FAIR; break;
         case OPT_VERBOSE: o.verbose = 1; break;
         case 'h': return cli_print_help(usage);
         case 'V': return cli_print_version();

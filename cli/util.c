@@ -267,6 +267,8 @@ int cli_exit_for(int err, const char *msg)
         return EXIT_NOINPUT;
     case EREMOTE:
         return EXIT_UNAVAILABLE;    /* --local-only: no local lock here */
+    case ENOTSUP:
+        return EXIT_UNAVAILABLE;    /* fair mode cannot work there */
     default:
         return EXIT_OSERR;
     }
@@ -379,6 +381,18 @@ void cli_describe_person(const cachelock_holder_t *h, char *buf, size_t size)
     }
     cli_text_escape(cmd, sizeof cmd, h->command[0] ? h->command : "?");
     snprintf(buf, size, "pid %d (%s)", h->pid, cmd);
+}
+
+int cli_holders_count(const char *dir, const char *source)
+{
+    cachelock_holder_t *h = NULL;
+    size_t n = 0, holders = 0;
+    if (cachelock_holders(dir, source, &h, &n) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        holders += !h[i].waiting;
+    free(h);
+    return (int)holders;
 }
 
 /* "held exclusive by pid 12 (make -j4)", "held shared by 2: pid 3 (a), ..."

@@ -75,7 +75,8 @@ static const char usage[] =
     "  -h, --help                 show this help\n"
     "  -V, --version              show the version\n"
     "\n"
-    "Not on Windows: -F/--no-fork (there is no exec).\n"
+    "Not on Windows: -F/--no-fork (there is no exec); --fair (fair mode) is refused\n"
+    "with status 69.\n"
     "Messages go to stderr only; stdout belongs to COMMAND.\n"
     "Exit status: COMMAND's own exit code (a crash gives its NTSTATUS, such as\n"
     "0xC0000005, as far as the caller's exit codes reach), the conflict code when\n"
@@ -586,6 +587,7 @@ int cli_run(int argc, char **argv)
         { "command", required_argument, NULL, 'c' },
         { "inherit-fd", no_argument, NULL, OPT_INHERIT_FD },
         { "any-name", no_argument, NULL, OPT_ANY_NAME },
+        { "fair", no_argument, NULL, OPT_FAIR },
         { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -627,6 +629,7 @@ int cli_run(int argc, char **argv)
         case 'c': shell_command = optarg; break;
         case OPT_INHERIT_FD: break;
         case OPT_ANY_NAME: o.lock.flags |= CACHELOCK_F_ANYNAME; break;
+        case OPT_FAIR: o.lock.flags |= CACHELOCK_F_FAIR; break;
         case OPT_VERBOSE: o.verbose = 1; break;
         case 'h': return cli_print_help(usage);
         case 'V': return cli_print_version();

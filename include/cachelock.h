@@ -389,6 +389,68 @@
  *   the queued waits and their cancel, mandatory locking, the holder
  *   listing, POSIX deletion and reparse points being refused (README.md,
  *   "Windows").
+ *
+ * FAIR MODE
+ *
+ *   flock(2) is not first come, first served: a process that releases and
+ *   asks again usually takes the lock straight back, and one can run
+ *   thousands of times in a row while others wait for tens or hundreds of
+ *   milliseconds (README.md, "Fair mode", has the numbers).  In fair mode
+ *   (CACHELOCK_F_FAIR on an acquire, or a cache whose policy is fair, see
+ *   cachelock_set_fair_policy()) an acquire that finds the lock taken, or
+ *   others waiting, joins a queue and is granted the lock in the order of
+ *   joining, among all fair users of the source, in every process:
+ *
+ *   - Exclusive waiters wait for everyone queued before them; shared
+ *     waiters only for exclusive ones queued before them, so readers queued
+ *     back to back share the lock, and a writer is never overtaken by
+ *     readers that came later.
+ *   - The lock is still the flock(2) lock of the lock file: fair users
+ *     exclude and are excluded by every other user (plain users of this
+ *     library, flock(1), Python's filelock, the Rust original).  Those do
+ *     not queue: whenever the lock is free they can take it in front of
+ *     the queue.  Make fair mode the cache's policy so that every user of
+ *     this library queues.
+ *   - The queue is made of byte-range locks (OFD locks) on the lock file
+ *     itself, far beyond its data, which die with the process or
+ *     descriptor that holds them: a waiter or holder killed at any moment
+ *     never stalls the queue, and a timed or asynchronous wait that gives
+ *     up leaves nothing in it.  Beside the lock file, {source}.fifo keeps
+ *     a hint of the next place (a few bytes; removed by cachelock_prune()
+ *     with the lock file).  No memory is shared between processes.
+ *   - Blocking waits sleep in the kernel (F_OFD_SETLKW, then flock(2)),
+ *     woken by the waiter ahead of them.  Timed and asynchronous waits
+ *     never block: they join without waiting and are woken by inotify, as
+ *     other waits are (TIMED AND ASYNCHRONOUS WAITS); a step that finds
+ *     another process in the middle of joining (a few system calls) says
+ *     -EINPROGRESS and is woken when it is done.
+ *   - A try (timeout 0) never joins: it fails with -EWOULDBLOCK when the
+ *     lock is taken or anyone is queued.
+ *   - Everything in WHAT IS GUARANTEED and OWNERSHIP holds: the path is
+ *     checked after every grant (a waiter granted a file that was renamed
+ *     or pruned meanwhile queues again on the new one), a blocking acquire
+ *     of a source the calling thread holds in a conflicting mode fails with
+ *     -EDEADLK before it joins, and a thread that holds a source shared and
+ *     asks for it shared again gets it at once rather than queueing behind
+ *     a writer that waits for that very hold.  The queue cannot deadlock:
+ *     every waiter waits only for waiters ahead of it, or, at the head, for
+ *     the holder.
+ *   - Fair mode needs Linux 3.15 or later (OFD locks), a local filesystem
+ *     (ext4, xfs, btrfs, tmpfs, ...) and write access to the lock file.
+ *     Elsewhere (other systems, Windows included, NFS, SMB, FUSE, a
+ *     read-only cache, a lock file another user owns and this one may only
+ *     read) a fair acquire fails with -ENOTSUP and says why; it never runs
+ *     unfair instead.
+ *   - The price: an uncontended fair acquire costs one more system call;
+ *     a contended one a few more and a wake-up per grant, which matters
+ *     only when critical sections are very short (README.md).  A release
+ *     of a lock that was granted through the queue yields the processor
+ *     once (sched_yield(2)): the kernel wakes the next waiter on the
+ *     releasing CPU, and without the yield it would wait for whatever the
+ *     releasing thread does next.
+ *   - Like a flock(2) lock, a place in the queue belongs to the open file:
+ *     a child forked without exec(2) that keeps a copy of a waiting
+ *     descriptor keeps the place while it lives.
  */
 #ifndef CACHELOCK_H
 #define CACHELOCK_H
@@ -521,6 +583,12 @@ typedef enum cachelock_fs_kind {
     CACHELOCK_FS_NETWORK = 7    /* another network or cluster filesystem:
                                    ceph, afs, gfs2, ocfs2, lustre, gpfs */
 } cachelock_fs_kind_t;
+/* Fair mode: when the lock is taken or others wait, join a queue and be
+ * granted the lock first come, first served, among every user of the
+ * source that queues (this flag, or the cache's policy:
+ * cachelock_set_fair_policy()).  See FAIR MODE; -ENOTSUP where it cannot
+ * work (not Linux, NFS, SMB, FUSE, a read-only cache). */
+#define CACHELOCK_F_FAIR 0x10u
 
 /* ------------------------------------------------------------------------
  * Acquiring and releasing
@@ -591,7 +659,10 @@ CACHELOCK_EXTERN int cachelock_try_acquire(const char *cache_dir, const char *so
  * Other parameters as cachelock_acquire().  Returns 0, or the codes of
  * cachelock_acquire(), plus:
  *   -EWOULDBLOCK   timeout_ms == 0 and the lock is held by someone else
+ *                  (or, with CACHELOCK_F_FAIR, others are queued for it)
  *   -ETIMEDOUT     timeout_ms > 0 and the lock was still held when it ran out
+ *   -ENOTSUP       CACHELOCK_F_FAIR (or the cache's policy) where fair mode
+ *                  cannot work (see FAIR MODE)
  *   -EINVAL        opts has an unknown version, mode or flag, or
  *                  timeout_ms < -1
  *   -ENOENT        CACHELOCK_F_NOCREATE and the lock file does not exist
@@ -777,6 +848,30 @@ CACHELOCK_EXTERN int cachelock_wait_timeout(const cachelock_wait_t *wait);
 CACHELOCK_EXTERN void cachelock_wait_free(cachelock_wait_t *wait);
 
 /* ------------------------------------------------------------------------
+ * Fair mode as the policy of a cache
+ * ------------------------------------------------------------------------ */
+
+/*
+ * cachelock_set_fair_policy - make fair mode the policy of a cache (on), or
+ * stop (off): while it is, every acquire of this library on the cache
+ * queues as with CACHELOCK_F_FAIR (see FAIR MODE).
+ *
+ *   [in] cache_dir  the cache; with on, created (and .locks) when missing
+ *   [in] on         1 set, 0 clear
+ *
+ * The policy is a file, {cache_dir}/.locks/.fair.  Processes that are
+ * running notice a change within a second (the calling process at once).
+ * Setting it checks first that fair mode works there.  Returns 0, or
+ * -ENOTSUP (a network, FUSE or unknown filesystem, or no OFD locks; the
+ * marker is not made), -EINVAL, -ENAMETOOLONG, -EACCES, -EROFS, ...
+ */
+CACHELOCK_EXTERN int cachelock_set_fair_policy(const char *cache_dir, int on);
+
+/* cachelock_fair_policy - 1 if fair mode is the policy of the cache, 0 if
+ * not (or there is no cache), or -EINVAL, -ENAMETOOLONG. */
+CACHELOCK_EXTERN int cachelock_fair_policy(const char *cache_dir);
+
+/* ------------------------------------------------------------------------
  * Names, paths and messages
  * ------------------------------------------------------------------------ */
 
@@ -939,7 +1034,9 @@ typedef struct cachelock_holder {
  * that instant may find the lock busy, as during a prune).  Waiters in
  * timed or asynchronous waits of this library do not block in the kernel
  * and are not listed (their marks show in /proc/locks and lslocks(8) as
- * OFD read locks, which carry no pid).  The kernel gives no atomic view of
+ * OFD read locks, which carry no pid); nor are fair-mode waiters queued
+ * behind others (only the head of the queue waits in flock(2); the places
+ * show as OFD write locks at 2^62 and above).  The kernel gives no atomic view of
  * its table: it is read twice and both readings are merged, but while
  * other locks come and go a holder may still be missed or one that has
  * just left listed.

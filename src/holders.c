@@ -392,13 +392,18 @@ int cachelock_holders(const char *cache_dir, const char *source,
 struct names {
     char **v;
     size_t n, cap;
+    struct names *sidecars;     /* also collect "{name}.fifo" there */
 };
 
 static int add_name(const char *entry, void *ctx)
 {
     struct names *s = ctx;
     size_t len = strlen(entry), suffix = strlen(LOCK_SUFFIX);
-    if (len <= suffix || memcmp(entry + len - suffix, LOCK_SUFFIX, suffix) != 0)
+    if (len <= suffix)
+        return 0;
+    if (s->sidecars && memcmp(entry + len - suffix, SIDECAR_SUFFIX, suffix) == 0)
+        s = s->sidecars;
+    else if (memcmp(entry + len - suffix, LOCK_SUFFIX, suffix) != 0)
         return 0;
     /* Any valid file name: caches shared with flock(1) or the Rust
      * original hold names the portable rule refuses. */
@@ -426,10 +431,12 @@ static int by_bytes(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int sources(const char *cache_dir, char ***out, size_t *count)
+/* The sources of a cache; with sidecars, also the names of the sidecars
+ * of fair mode's queues ("{name}.fifo", fair.c), from the same listing. */
+static int list(const char *cache_dir, char ***out, size_t *count, struct names *sidecars)
 {
     struct cachelock__path p;
-    struct names s = { NULL, 0, 0 };
+    struct names s = { NULL, 0, 0, sidecars };
     int rc;
 
     if (!out || !count)
@@ -447,6 +454,11 @@ static int sources(const char *cache_dir, char ***out, size_t *count)
             cachelock__fail(rc, "list lock directory", p.buf);
         }
         cachelock_sources_free(s.v, s.n);
+        if (sidecars) {
+            cachelock_sources_free(sidecars->v, sidecars->n);
+            sidecars->v = NULL;
+            sidecars->n = 0;
+        }
         cachelock__path_free(&p);
         return rc;
     }
@@ -456,6 +468,21 @@ static int sources(const char *cache_dir, char ***out, size_t *count)
     *out = s.v;
     *count = s.n;
     return 0;
+}
+
+static int sources(const char *cache_dir, char ***out, size_t *count)
+{
+    return list(cache_dir, out, count, NULL);
+}
+
+int cachelock__sources_and_sidecars(const char *cache_dir, char ***names, size_t *n,
+                                    char ***sidecars, size_t *ns)
+{
+    struct names side = { NULL, 0, 0, NULL };
+    int rc = list(cache_dir, names, n, &side);
+    *sidecars = side.v;
+    *ns = side.n;
+    return rc;
 }
 
 int cachelock_sources(const char *cache_dir, char ***out, size_t *count)

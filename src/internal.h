@@ -125,6 +125,14 @@ struct cachelock__handle {
     uint64_t hash;                  /* of path, the pool key */
     int fd;                         /* a descriptor (CACHELOCK__FD_IS_HANDLE:
                                        a HANDLE's value), -1 for none */
+    int sfd;                        /* fair mode: the queue's sidecar
+                                       ({source}.fifo, fair.c), or -1 */
+    struct cachelock__fileid sid;   /* identity of the sidecar */
+    uint64_t ticket;                /* H_QUEUED: the place in the queue */
+    uint64_t wait_hint;             /* H_QUEUED: a ticket to wait for first
+                                       (fair.c), Q_NONE for none */
+    int64_t policy_until_us;        /* the cache's fair policy, as read
+                                       last, holds until then (fair.c) */
     cachelock_mode_t mode;
     unsigned char fs;               /* cachelock_fs_kind_t of its file */
     unsigned short flags;           /* H_* below */
@@ -142,6 +150,14 @@ struct cachelock__handle {
 #define H_REUSED    0x20    /* taken from the pool at least once */
 #define H_RDONLY_FS 0x40    /* opened read-only because the filesystem is
                                (a read-only mount): shared locks only */
+#define H_QUEUED    0x80    /* holds a place in the fair queue (fair.c) */
+#define H_POLICY    0x100   /* the cache's policy is fair (as of
+                               policy_until_us) */
+#define H_WCHECKED  0x200   /* H_WRITABLE is known */
+#define H_WRITABLE  0x400   /* fd is open for writing: can take the
+                               queue's byte-range write locks */
+#define H_HANDOFF   0x800   /* granted through the fair queue: others are
+                               likely queued, the release yields (fair.c) */
 
 /* An open .locks directory, kept for later opens (pool.c). */
 struct cachelock__dir {
@@ -178,6 +194,9 @@ struct cachelock__handle *cachelock__handle_unpublish(const cachelock_t *lock, i
 /* -EDEADLK if the calling thread owns a held lock on id, in this process,
  * in a mode that conflicts with mode; else 0. */
 int cachelock__registry_check(const struct cachelock__fileid *id, cachelock_mode_t mode);
+/* 1 if the calling thread owns a held lock on id, in this process, in
+ * mode; else 0. */
+int cachelock__registry_owns(const struct cachelock__fileid *id, cachelock_mode_t mode);
 
 /* ---- released descriptors kept open (pool.c) ----------------------------- */
 
@@ -215,11 +234,16 @@ void cachelock__dir_forget(const struct cachelock__path *p);
 struct cachelock__watch {
     int fd;                         /* pollable descriptor, or -1 */
     int wd;                         /* the watch inside it */
+    int wd2;                        /* a second one (fair mode: the
+                                       sidecar), or -1 */
     struct cachelock__fileid fd_id; /* identity of fd itself */
     uint64_t epoch;                 /* process epoch when fd was made */
 };
 /* Start watching path; 0, or a negative code (then waits use the timer). */
 int cachelock__watch_start(const char *path, struct cachelock__watch *w);
+/* Watch a second path with the same instance (w->wd2); 0 or a negative
+ * code (then that path's changes are seen at the re-check). */
+int cachelock__watch_add(const char *path, struct cachelock__watch *w);
 /* Close the idle instances (cachelock_close_idle); how many. */
 int cachelock__watchers_close_all(void);
 /* Stop; the instance is kept for the next wait when possible.  In another
@@ -238,6 +262,10 @@ struct cachelock__attempt {
     struct cachelock__handle *h;    /* the open lock file, or NULL */
     int fresh;                      /* h->fd opened or checked within this
                                        call: no need to check it again */
+    int step;                       /* a step of a timed or asynchronous
+                                       wait (not a try): a fair attempt
+                                       may join the queue and stay in it */
+    int fair;                       /* the last try was in fair mode */
 };
 
 int cachelock__options_check(const cachelock_options_t *opts, cachelock_options_t *out);
@@ -245,7 +273,9 @@ int cachelock__options_check(const cachelock_options_t *opts, cachelock_options_
 void cachelock__attempt_init(struct cachelock__attempt *a);
 /* Open if needed and try once (block != 0: wait in the kernel).  Returns 0
  * with *out held, -EWOULDBLOCK when busy (fd stays open for the next try), or
- * a final error (fd closed).  Retries internally when the file was replaced. */
+ * a final error (fd closed).  Retries internally when the file was replaced.
+ * A fair attempt (fair.c) that is a step of a wait keeps its place in the
+ * queue in a->h between calls. */
 int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t **out);
 /* Let go of the attempt's open file (never granted, so unlocked). */
 void cachelock__attempt_done(struct cachelock__attempt *a);
@@ -268,6 +298,42 @@ int cachelock__fs_lock_error(int rc, const char *path, const struct cachelock__h
 /* A timed or try acquire (wait.c): the wait machine driven by poll(2). */
 int cachelock__wait_acquire(const struct cachelock__path *path, const cachelock_options_t *o,
                             cachelock_t **out);
+
+/* ---- fair mode: the FIFO queue (fair.c) ---------------------------------- */
+
+/* Is this attempt fair: CACHELOCK_F_FAIR, or the cache's policy (read at
+ * most every cachelock__policy_recheck_us per process and cache)?  1 or 0. */
+int cachelock__fair_wanted(struct cachelock__attempt *a, struct cachelock__handle *h);
+/* In cachelock__attempt.flags: never fair, whatever the policy (prune). */
+#define ATTEMPT_PLAIN 0x80000000u
+/* Lock h's file in fair mode (see fair.c): 0 granted (flock(2) held, the
+ * place in the queue given up), -EWOULDBLOCK not yet (with a->step, h may
+ * stay queued: H_QUEUED), or an error (with a message; h may still be
+ * queued: the caller drops it, which closes it). */
+int cachelock__fair_lock(struct cachelock__attempt *a, struct cachelock__handle *h, int block);
+/* How long a process trusts what it read of a cache's policy marker;
+ * tests set it. */
+extern int64_t cachelock__policy_recheck_us;
+/* Close h->sfd if it is still the sidecar opened (never a number the
+ * program reused). */
+void cachelock__sidecar_close(struct cachelock__handle *h);
+/* Is anyone queued for (or enqueueing on) the lock file open on fd?  1 yes,
+ * 0 no, or -errno.  For prune. */
+int cachelock__fair_queued(int fd);
+/* cachelock_sources(), and from the same listing the names of the
+ * sidecars in .locks ("{name}.fifo", unsorted; free both with
+ * cachelock_sources_free()). */
+int cachelock__sources_and_sidecars(const char *cache_dir, char ***names, size_t *n,
+                                    char ***sidecars, size_t *ns);
+
+/* Byte offsets of the queue's locks on the lock file (fair.c).  Every lock
+ * is an OFD byte-range lock far beyond the data (lock files hold none),
+ * which flock(2) ignores on local filesystems. */
+#define Q_TICKETS ((uint64_t)1 << 60)               /* tickets are below */
+#define Q_ALL     ((int64_t)1 << 62)                /* + t: every waiter */
+#define Q_WRITERS (Q_ALL + ((int64_t)1 << 60))      /* + t: exclusive ones */
+#define Q_MUTEX   (Q_ALL + ((int64_t)1 << 61))      /* the enqueue mutex */
+#define Q_NONE    UINT64_MAX
 
 /* ---- OS layer (src/unix, src/win) ---------------------------------------- */
 
@@ -356,6 +422,8 @@ int cachelock__os_remove_held(struct cachelock__path *p, int fd,
 int64_t cachelock__os_age_ms(int fd);
 /* Identity of an existing lock file without creating anything. */
 int cachelock__os_stat(const char *path, struct cachelock__fileid *id);
+/* The same without a message: 0 or -errno. */
+int cachelock__os_stat_quiet(const char *path, struct cachelock__fileid *id);
 /* Call fn for every entry name of the directory p->buf[0..len) (a missing
  * one has no entries). */
 int cachelock__os_list(struct cachelock__path *p, size_t len,
@@ -442,6 +510,44 @@ int cachelock__os_find_holders(const struct cachelock__fileid *ids, size_t n,
 /* Parse one line of /proc/locks; 0 on success, -EINVAL if malformed or
  * not a flock(2) lock. */
 int cachelock__parse_lockline(const char *line, struct cachelock__lockline *out);
+
+/* The fair queue on the OS (unix/queue.c).  A byte-range OFD lock on fd:
+ * type 'r' read, 'w' write, 'u' unlock, over [start, start + len); wait:
+ * block until granted.  0, -EWOULDBLOCK (busy, without wait), -EINTR (a
+ * handler without SA_RESTART ran while it waited), -ENOTSUP (no OFD locks
+ * here), or -errno. */
+int cachelock__os_range_lock(int fd, int type, int64_t start, int64_t len, int wait);
+/* Is [start, start + len) write-locked through another open file
+ * description?  1 with *at (the first byte of the first such lock the
+ * kernel lists), 0 no, or -errno (-ENOTSUP: no OFD locks here). */
+int cachelock__os_range_test(int fd, int64_t start, int64_t len, int64_t *at);
+/* Is fd open for writing?  1, 0, or -errno. */
+int cachelock__os_fd_writable(int fd);
+/* Open (creating it) the sidecar of p, "{source}.fifo" in .locks, for
+ * reading and writing, never through a symbolic link and never creating
+ * .locks: 0 with *fd and *id, or a negative code (no message). */
+int cachelock__os_sidecar_open(struct cachelock__path *p, int *fd, struct cachelock__fileid *id);
+/* The identity of the sidecar of p: 0, or -errno (-ENOENT: none); no
+ * message. */
+int cachelock__os_sidecar_id(struct cachelock__path *p, struct cachelock__fileid *id);
+/* Remove the sidecar of p if it is still the file id, as
+ * cachelock__os_remove_held() removes a lock file: 0, 1 not removed (not
+ * that file), or a negative code. */
+int cachelock__os_sidecar_remove(struct cachelock__path *p, const struct cachelock__fileid *id);
+/* Read or write n bytes at off of fd: the count, or -errno. */
+long cachelock__os_pread(int fd, void *buf, size_t n, int64_t off);
+long cachelock__os_pwrite(int fd, const void *buf, size_t n, int64_t off);
+/* The per-cache policy marker, .locks/.fair, of the cache of p: 1 it
+ * exists (fair), 0 not. */
+int cachelock__os_policy_read(struct cachelock__path *p);
+/* Create (on) or remove (off) the marker; 0 or a negative code with the
+ * message set.  Creating it checks that fair mode works there (a local
+ * filesystem, writable, OFD locks): -ENOTSUP otherwise. */
+int cachelock__os_policy_write(struct cachelock__path *p, int on);
+/* The name of the sidecar of a lock file name "{source}.lock" (same
+ * length): "{source}.fifo". */
+#define SIDECAR_SUFFIX ".fifo"
+#define POLICY_MARKER ".fair"
 
 /* ---- system call table ---------------------------------------------------- */
 

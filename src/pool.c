@@ -97,6 +97,7 @@ void cachelock__handle_free(struct cachelock__handle *h)
         return;
     if (h->fd >= 0)
         cachelock__os_close(h->fd);
+    cachelock__sidecar_close(h);
     free(h);
 }
 

@@ -37,7 +37,7 @@ static int prune_one(const char *cache_dir, const char *source, long older_than_
     if (rc < 0)
         goto report;
     a.mode = CACHELOCK_EXCLUSIVE;
-    a.flags = CACHELOCK_F_NOCREATE | CACHELOCK_F_UNOWNED | CACHELOCK_F_ANYNAME;
+    a.flags = CACHELOCK_F_NOCREATE | CACHELOCK_F_UNOWNED | CACHELOCK_F_ANYNAME | ATTEMPT_PLAIN;
     cachelock__attempt_init(&a);
     rc = cachelock__attempt_try(&a, 0, &token);
     cachelock__attempt_done(&a);
@@ -59,6 +59,20 @@ static int prune_one(const char *cache_dir, const char *source, long older_than_
         goto report;
     }
 
+    /* Fair mode's waiters queue without holding the flock(2) lock (fair.c):
+     * a source with a queue is in use, whether the lock is free this
+     * instant or not. */
+    rc = h->flags & H_LOCAL ? cachelock__fair_queued(h->fd) : 0;
+    if (rc == -ENOTSUP)
+        rc = 0;     /* no queue can exist without OFD locks */
+    if (rc != 0) {
+        if (rc == 1)
+            status = CACHELOCK_PRUNE_BUSY;
+        else
+            cachelock__fail(rc, "check the queue of lock file", a.path.buf);
+        cachelock__attempt_ungrant(h);
+        goto report;
+    }
     int64_t age = older_than_ms > 0 ? cachelock__os_age_ms(h->fd) : 0;
     if (age < 0) {
         /* Its age unknown, it is not removed. */
@@ -68,6 +82,8 @@ static int prune_one(const char *cache_dir, const char *source, long older_than_
     } else if (!(flags & CACHELOCK_PRUNE_DRY_RUN)) {
         /* Removed while we hold it exclusively, and only if the name is
          * still our file (see os_remove_held). */
+        struct cachelock__fileid side;
+        int has_side = cachelock__os_sidecar_id(&a.path, &side) == 0;
         rc = cachelock__os_remove_held(&a.path, h->fd, &h->id);
         if (rc == 1)
             status = CACHELOCK_PRUNE_BUSY;      /* replaced meanwhile: not ours; or
@@ -75,6 +91,13 @@ static int prune_one(const char *cache_dir, const char *source, long older_than_
                                                    does not let it be deleted */
         else if (rc == 0)
             removed = 1;
+        /* The sidecar of fair mode's queue goes with its lock file, the
+         * same way (renamed away, removed only if it is the file looked
+         * at), while the lock is held and nobody is queued.  It holds only
+         * a hint: a fair user that had it open just writes a file that is
+         * gone, and the next one makes a new sidecar. */
+        if (removed && has_side)
+            cachelock__os_sidecar_remove(&a.path, &side);
     } else {
         removed = 1;
     }
@@ -89,11 +112,27 @@ report:
     return removed;
 }
 
+/* A sidecar whose lock file is gone (removed by hand, or a prune that
+ * stopped between the two): nobody can be queued without the lock file,
+ * so it goes, the same careful way.  Neither counted nor reported: it is
+ * not a source. */
+static void prune_orphan(const char *cache_dir, const char *name)
+{
+    struct cachelock__path p;
+    struct cachelock__fileid id, side;
+    if (cachelock__path_build(&p, cache_dir, name, CACHELOCK_F_ANYNAME) < 0)
+        return;
+    if (cachelock__os_stat_quiet(p.buf, &id) == -ENOENT &&
+        cachelock__os_sidecar_id(&p, &side) == 0)
+        cachelock__os_sidecar_remove(&p, &side);
+    cachelock__path_free(&p);
+}
+
 static int prune(const char *cache_dir, long older_than_ms, unsigned flags,
                  cachelock_prune_fn report, void *ctx)
 {
-    char **names;
-    size_t n;
+    char **names, **sidecars;
+    size_t n, ns;
     int rc, removed = 0;
 
     if (older_than_ms < 0)
@@ -102,11 +141,14 @@ static int prune(const char *cache_dir, long older_than_ms, unsigned flags,
     if (flags & ~CACHELOCK_PRUNE_DRY_RUN)
         return cachelock__failf(-EINVAL, "invalid argument: unknown prune flags 0x%x",
                                 flags & ~CACHELOCK_PRUNE_DRY_RUN);
-    rc = cachelock_sources(cache_dir, &names, &n);
+    rc = cachelock__sources_and_sidecars(cache_dir, &names, &n, &sidecars, &ns);
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < n; i++)
         removed += prune_one(cache_dir, names[i], older_than_ms, flags, report, ctx);
+    for (size_t i = 0; i < ns && !(flags & CACHELOCK_PRUNE_DRY_RUN); i++)
+        prune_orphan(cache_dir, sidecars[i]);
+    cachelock_sources_free(sidecars, ns);
     cachelock_sources_free(names, n);
     return removed;
 }

@@ -200,6 +200,20 @@ int cachelock__registry_check(const struct cachelock__fileid *id, cachelock_mode
     return rc;
 }
 
+int cachelock__registry_owns(const struct cachelock__fileid *id, cachelock_mode_t mode)
+{
+    uint64_t self = cachelock__thread_id(), epoch = cachelock__os_process_epoch();
+    int found = 0;
+    int t = cachelock__tables_lock();
+    for (uint32_t i = 0; i < nslots && !found; i++) {
+        const struct cachelock__handle *h = slots[i].h;
+        found = h && h->owner == self && h->epoch == epoch && h->mode == mode &&
+                cachelock__same_id(&h->id, id);
+    }
+    cachelock__tables_unlock(t);
+    return found;
+}
+
 /* ---- the public calls that look a token up ------------------------------- */
 
 /* The lock's descriptor (a HANDLE on Windows), given away; -EINVAL, with

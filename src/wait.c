@@ -16,6 +16,12 @@
  *   │          │     timer (1 ms doubling to CACHELOCK_RECHECK_MAX_MS) or
  *   └──────────┘     the deadline, then steps again
  *
+ * In fair mode (fair.c) a TRY is a step of the queue instead: the first
+ * one joins it without waiting, later ones look at the places ahead and,
+ * at the head, try flock(2); the watch covers the sidecar as well, which
+ * the queue writes when it moves.  Freeing such a wait closes its lock
+ * file, which gives up its place.
+ *
  * Nothing ever blocks in the kernel lock call and no thread runs on the
  * wait's behalf, so cancelling is just freeing: no lock can be granted after
  * the caller stopped wanting it.  A wait never reports -EDEADLK: the lock
@@ -52,6 +58,8 @@ struct cachelock_wait {
     uint64_t epoch;             /* process epoch of the start */
     struct cachelock__watch watch;  /* watch.fd: inotify descriptor, or -1 */
     int watch_failed;           /* do not try inotify again */
+    int sidecar_watched;        /* fair mode: the sidecar is watched too
+                                   (or cannot be: -1) */
     struct cachelock__fileid watched;
     enum state state;
     int result;
@@ -65,6 +73,7 @@ static int wait_init(struct cachelock_wait *w, const struct cachelock__path *pat
     w->a.mode = o->mode;
     w->a.flags = o->flags;
     cachelock__attempt_init(&w->a);
+    w->a.step = o->timeout_ms != 0;     /* a fair wait may join the queue */
     w->timeout_ms = o->timeout_ms;
     w->deadline_us = -1;
     if (o->timeout_ms > 0) {
@@ -81,6 +90,7 @@ static int wait_init(struct cachelock_wait *w, const struct cachelock__path *pat
     w->epoch = cachelock__os_process_epoch();
     w->watch.fd = -1;
     w->watch_failed = 0;
+    w->sidecar_watched = 0;
     w->state = RUNNING;
     w->result = -EINPROGRESS;
     return 0;
@@ -118,6 +128,7 @@ static int rewatch(struct cachelock_wait *w)
     if (!w->watch_failed &&
         (w->watch.fd < 0 || !cachelock__same_id(&w->watched, &h->id))) {
         cachelock__watch_stop(&w->watch);
+        w->sidecar_watched = 0;
         if (cachelock__watch_start(w->a.path.buf, &w->watch) < 0) {
             /* Out of inotify instances or watches (per-user limits), or a
              * filesystem without it: fall back to the re-check timer. */
@@ -126,6 +137,16 @@ static int rewatch(struct cachelock_wait *w)
             w->watched = h->id;
             fresh = 1;
         }
+    }
+    if (w->a.fair && w->watch.fd >= 0 && !w->sidecar_watched) {
+        /* Fair mode announces places given up at a grant, and the end of
+         * a join, by writing the sidecar (fair.c): watch it too. */
+        char *suffix = w->a.path.buf + w->a.path.len - strlen(LOCK_SUFFIX);
+        memcpy(suffix, SIDECAR_SUFFIX, strlen(LOCK_SUFFIX));
+        int rc = cachelock__watch_add(w->a.path.buf, &w->watch);
+        memcpy(suffix, LOCK_SUFFIX, strlen(LOCK_SUFFIX));
+        w->sidecar_watched = rc == 0 ? 1 : -1;
+        fresh |= rc == 0;
     }
     /* The descriptor itself may be new (reopened after a failed check, or
      * a replaced file): mark whatever the wait holds now.  Without the

@@ -50,7 +50,7 @@ static void close_checked(const struct cachelock__watch *w)
 /* An instance with no watch of ours in it (new, or idle and emptied). */
 static int instance_take(struct cachelock__watch *w, uint64_t epoch)
 {
-    struct cachelock__watch stale[POOL_MAX], idle = { -1, -1, { 0, 0 }, 0 };
+    struct cachelock__watch stale[POOL_MAX], idle = { -1, -1, -1, { 0, 0 }, 0 };
     int t = cachelock__tables_lock();
     int nstale = check_epoch(epoch, stale);
     if (pool_n > 0)
@@ -106,6 +106,7 @@ int cachelock__watch_start(const char *path, struct cachelock__watch *w)
     int rc = instance_take(w, cachelock__os_process_epoch());
     if (rc < 0)
         return rc;
+    w->wd2 = -1;
     w->wd = cachelock__os_notify_add(w->fd, path);
     if (w->wd < 0) {
         rc = w->wd;
@@ -113,6 +114,19 @@ int cachelock__watch_start(const char *path, struct cachelock__watch *w)
         instance_give_back(w);
         return rc;
     }
+    return 0;
+}
+
+int cachelock__watch_add(const char *path, struct cachelock__watch *w)
+{
+    if (w->fd < 0)
+        return -EBADF;
+    int wd = cachelock__os_notify_add(w->fd, path);
+    if (wd < 0)
+        return wd;
+    /* The same inode as the first watch gives its number again: one
+     * watch, removed once. */
+    w->wd2 = wd == w->wd ? -1 : wd;
     return 0;
 }
 
@@ -135,8 +149,13 @@ void cachelock__watch_stop(struct cachelock__watch *w)
     int is = cachelock__os_notify_is(w->fd, &w->fd_id, 0);
     if (is == 1) {
         int rc = cachelock__os_notify_remove(w->fd, w->wd);  /* -EINVAL: gone already */
+        if (w->wd2 >= 0) {
+            int rc2 = cachelock__os_notify_remove(w->fd, w->wd2);
+            if (rc == 0 || rc == -EINVAL)
+                rc = rc2;
+        }
         cachelock__os_notify_drain(w->fd);
-        w->wd = -1;
+        w->wd = w->wd2 = -1;
         if ((rc == 0 || rc == -EINVAL) && cachelock__os_notify_is(w->fd, &w->fd_id, 1) == 1)
             instance_give_back(w);
         else

@@ -4,8 +4,12 @@
  * on every path of the library: blocking acquires (fresh cache, existing
  * cache, kept descriptor, kept .locks directory, descriptors 0 and 1 free,
  * a busy lock), tries, timed and asynchronous waits, releases (kept or
- * closed), cachelock_close_idle(), cachelock_prune(), cachelock_prepare(),
- * cachelock_holders() and cachelock_status().
+ * closed), cachelock_close_idle(), cachelock_prune() (also of fair mode's
+ * sidecars), cachelock_prepare(), cachelock_holders() and
+ * cachelock_status(); and in fair mode: the cache's policy read, set and
+ * cleared, the fast path, joining and waiting in the queue (blocking and
+ * asynchronous, granted and cancelled), and a try of a lock others queue
+ * for.
  *
  * Each path has a table below: for (entry, call number, errno) the EXACT
  * outcome, first matching row wins, and a fault that no row covers fails.
@@ -57,7 +61,8 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 
 enum entry { E_OPEN, E_OPENAT, E_CLOSE, E_FLOCK, E_FSTAT, E_FSTATAT, E_MKDIR, E_UNLINKAT,
              E_RENAMEAT, E_FCNTL, E_POLL, E_INOTIFY_INIT1, E_INOTIFY_ADD_WATCH,
-             E_INOTIFY_RM_WATCH, E_READ, E_IOCTL, E_MALLOC, E_FSTATFS, E_FCHMOD, NENT };
+             E_INOTIFY_RM_WATCH, E_READ, E_IOCTL, E_MALLOC, E_FSTATFS, E_FCHMOD, E_PREAD, E_PWRITE,
+             NENT };
 
 /* A new entry in the table must be faulted here too. */
 _Static_assert(sizeof(struct cachelock__syscalls) == NENT * sizeof(void (*)(void)),
@@ -66,7 +71,7 @@ _Static_assert(sizeof(struct cachelock__syscalls) == NENT * sizeof(void (*)(void
 static const char *const entry_name[NENT] = {
     "open", "openat", "close", "flock", "fstat", "fstatat", "mkdir", "unlinkat", "renameat",
     "fcntl", "poll", "inotify_init1", "inotify_add_watch", "inotify_rm_watch", "read", "ioctl",
-    "malloc", "fstatfs", "fchmod",
+    "malloc", "fstatfs", "fchmod", "pread", "pwrite",
 };
 
 /* Errnos the test makes true before it reports them.  poll(2) failing
@@ -116,6 +121,8 @@ static const int errnos[NENT][12] = {
     [E_MALLOC] = { ENOMEM },
     [E_FSTATFS] = { EIO, ENOSYS, ENOMEM, EINTR },
     [E_FCHMOD] = { EPERM, EROFS, EIO },
+    [E_PREAD] = { EIO, EINTR },
+    [E_PWRITE] = { EIO, ENOSPC, EDQUOT, EINTR },
 };
 
 static struct {
@@ -271,6 +278,11 @@ static int h_renameat(int od, const char *op, int nd, const char *np)
 static int h_fcntl(int fd, int cmd, ...)
 {
     va_list ap;
+    if (cmd == F_GETFL) {
+        if (hit(E_FCNTL, "F_GETFL"))
+            return -1;
+        return real.fcntl(fd, cmd);
+    }
     va_start(ap, cmd);
     if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
         int arg = va_arg(ap, int);
@@ -281,10 +293,22 @@ static int h_fcntl(int fd, int cmd, ...)
     }
     struct flock *fl = va_arg(ap, struct flock *);
     va_end(ap);
-    if (hit(E_FCNTL, "%s %s", cmd == F_OFD_GETLK ? "F_OFD_GETLK" : cmd == F_OFD_SETLK
-                                  ? "F_OFD_SETLK" : "F_?",
-            fl->l_type == F_UNLCK ? "F_UNLCK (unmark)" : fl->l_type == F_RDLCK
-                ? "F_RDLCK (mark)" : "F_WRLCK (test)"))
+    char where[64];
+    if (fl->l_start == (off_t)0x7ffffffffffffffeLL)
+        snprintf(where, sizeof where, "mark");
+    else if (fl->l_start == Q_MUTEX)
+        snprintf(where, sizeof where, "queue mutex");
+    else if (fl->l_start >= Q_WRITERS && fl->l_start < Q_MUTEX)
+        snprintf(where, sizeof where, "writers+%lld", (long long)(fl->l_start - Q_WRITERS));
+    else if (fl->l_start >= Q_ALL)
+        snprintf(where, sizeof where, "queue+%lld len %lld", (long long)(fl->l_start - Q_ALL),
+                 (long long)fl->l_len);
+    else
+        snprintf(where, sizeof where, "%lld", (long long)fl->l_start);
+    if (hit(E_FCNTL, "%s %s %s", cmd == F_OFD_GETLK ? "F_OFD_GETLK" : cmd == F_OFD_SETLK
+                                  ? "F_OFD_SETLK" : cmd == F_OFD_SETLKW ? "F_OFD_SETLKW" : "F_?",
+            fl->l_type == F_UNLCK ? "F_UNLCK" : fl->l_type == F_RDLCK ? "F_RDLCK" : "F_WRLCK",
+            where))
         return -1;
     return real.fcntl(fd, cmd, fl);
 }
@@ -367,6 +391,22 @@ static int h_fchmod(int fd, unsigned mode)
     return real.fchmod(fd, mode);
 }
 
+static long h_pread(int fd, void *buf, size_t n, int64_t off)
+{
+    char b[PATH_MAX];
+    if (hit(E_PREAD, "%s %zu at %lld", F.trace ? fd_shown(fd, b, sizeof b) : "", n, (long long)off))
+        return -1;
+    return real.pread(fd, buf, n, off);
+}
+
+static long h_pwrite(int fd, const void *buf, size_t n, int64_t off)
+{
+    char b[PATH_MAX];
+    if (hit(E_PWRITE, "%s %zu at %lld", F.trace ? fd_shown(fd, b, sizeof b) : "", n, (long long)off))
+        return -1;
+    return real.pwrite(fd, buf, n, off);
+}
+
 /* Route every entry through the hooks, counting; fail one call if entry
  * is not -1. */
 static void install(int entry, int at, int err)
@@ -398,6 +438,8 @@ static void install(int entry, int at, int err)
     cachelock__sys.malloc = h_malloc;
     cachelock__sys.fstatfs = h_fstatfs;
     cachelock__sys.fchmod = h_fchmod;
+    cachelock__sys.pread = h_pread;
+    cachelock__sys.pwrite = h_pwrite;
 }
 
 static void uninstall(void)
@@ -421,6 +463,7 @@ static const char *errno_name(int e)
         { EOVERFLOW, "EOVERFLOW" }, { EDQUOT, "EDQUOT" }, { ESTALE, "ESTALE" },
         { ETIMEDOUT, "ETIMEDOUT" }, { EALREADY, "EALREADY" }, { EINPROGRESS, "EINPROGRESS" },
         { EINTR_NORESTART, "EINTR+handler" }, { EINVAL_GONE, "EINVAL+gone" },
+        { ENOTSUP, "ENOTSUP" },
     };
     static char other[16];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -818,6 +861,8 @@ struct path {
     size_t rows;
     const char *may_add;            /* new in the cache after a run */
     int may_remove_a;               /* prune: a.lock may go */
+    const char *may_remove;         /* gone from the cache after a run:
+                                       suffixes as in may_add */
 };
 
 #define BOGUS ((void *)&F)
@@ -1062,6 +1107,157 @@ static void run_async_cancelled(struct run *r)
 static void run_async_granted(struct run *r)
 {
     run_async(r, 3, 1);
+}
+
+/* fair mode */
+
+static void init_fair_policy(void)
+{
+    prepare("s");
+    CHECK_EQ(cachelock_set_fair_policy(cache, 1), 0);
+}
+
+static void setup_policy_reread(void)
+{
+    /* Read the policy marker at every acquire, so that its look-up is
+     * in every run. */
+    cachelock__policy_recheck_us = 0;
+}
+
+static void run_fair_acquire(struct run *r)
+{
+    cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
+    cachelock_t *lock = BOGUS;
+    o.flags = CACHELOCK_F_FAIR;
+    int rc = cachelock_acquire_ex(cache, "s", &o, &lock);
+    got(r, rc, lock);
+}
+
+static void run_fair_acquire_busy(struct run *r)
+{
+    cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
+    cachelock_t *lock = BOGUS;
+    o.flags = CACHELOCK_F_FAIR;
+    send_byte(holder.to, 'w');
+    int rc = cachelock_acquire_ex(cache, "s", &o, &lock);
+    send_byte(holder.to, 'x');
+    if (recv_byte(holder.from) == 'R')
+        holder.holds = 0;
+    got(r, rc, lock);
+}
+
+/* Another open file description holds a place in s's queue, while the
+ * lock itself is free: a fair try must not take it. */
+static int queued_fd = -1;
+
+static void init_queued_s(void)
+{
+    struct flock fl;
+    prepare("s");
+    queued_fd = open(lock_path("s"), O_RDWR | O_CLOEXEC);
+    CHECK(queued_fd >= 0);
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = Q_ALL + 3;
+    fl.l_len = 1;
+    CHECK(fcntl(queued_fd, F_OFD_SETLK, &fl) == 0);
+}
+
+static void run_fair_try(struct run *r)
+{
+    cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
+    cachelock_t *lock = BOGUS;
+    o.flags = CACHELOCK_F_FAIR;
+    o.timeout_ms = 0;
+    int rc = cachelock_acquire_ex(cache, "s", &o, &lock);
+    got(r, rc, lock);
+}
+
+/* As run_async, in fair mode. */
+static void run_fair_async(struct run *r, int steps, int release)
+{
+    cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
+    cachelock_wait_t *w = BOGUS;
+    cachelock_t *lock = BOGUS;
+    char code[32];
+    o.flags = CACHELOCK_F_FAIR;
+    int rc = cachelock_wait_start(cache, "s", &o, &w);
+    code_text(r->what, sizeof r->what, rc);
+    r->rc = rc;
+    if (rc < 0) {
+        r->failed = 1;
+        r->out_null = w == NULL;
+        return;
+    }
+    for (int i = 1; i <= steps; i++) {
+        if (release && i == steps && holder.holds)
+            holder_close();
+        F.phase = i;
+        lock = BOGUS;
+        rc = cachelock_wait_step(w, &lock);
+        code_text(code, sizeof code, rc);
+        snprintf(r->what + strlen(r->what), sizeof r->what - strlen(r->what), " %s", code);
+        r->rc = rc;
+        if (rc == 0)
+            r->lock = lock;
+        else if (lock != NULL)
+            r->stray_out = 1;
+    }
+    if (rc != 0 && rc != -EINPROGRESS) {
+        r->failed = 1;
+        r->out_null = lock == NULL;
+    }
+    F.phase = steps + 1;
+    cachelock_wait_free(w);
+}
+
+static void run_fair_async_cancelled(struct run *r)
+{
+    run_fair_async(r, 2, 0);
+}
+
+static void run_fair_async_granted(struct run *r)
+{
+    run_fair_async(r, 3, 1);
+}
+
+static void run_policy_on(struct run *r)
+{
+    r->rc = cachelock_set_fair_policy(cache, 1);
+    code_text(r->what, sizeof r->what, r->rc);
+    r->failed = r->rc < 0;
+    r->out_null = 1;
+}
+
+static void run_policy_off(struct run *r)
+{
+    r->rc = cachelock_set_fair_policy(cache, 0);
+    code_text(r->what, sizeof r->what, r->rc);
+    r->failed = r->rc < 0;
+    r->out_null = 1;
+}
+
+static void setup_policy_on(void)
+{
+    CHECK_EQ(cachelock_set_fair_policy(cache, 1), 0);
+}
+
+/* prune of a with its sidecar, and of o's sidecar, whose lock file is
+ * gone (b held, as in the other prune paths). */
+static void setup_a_sidecars(void)
+{
+    int fd;
+    prepare("a");
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/.locks/a.fifo", cache);
+    fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    CHECK(fd >= 0);
+    close(fd);
+    snprintf(p, sizeof p, "%s/.locks/o.fifo", cache);
+    fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    CHECK(fd >= 0);
+    close(fd);
 }
 
 /* releases */
@@ -1336,31 +1532,42 @@ static const struct expect *row_for(const struct path *p, int entry, int at, int
 static void check_tree(struct tally *t, const struct path *p, const char *fault,
                        const char *got, const char *before, const char *after)
 {
-    char added[2048] = "", removed[2048] = "", extra[2048] = "", a_lock[700];
+    char added[2048] = "", removed[2048] = "", extra[2048] = "", gone[2048] = "", a_lock[700];
     const char *rel = cache + strlen(tap_dir);
+    int a_gone = 0, a_removed = strstr(got, "a=removed") != NULL;
 
     lines_missing(after, before, added, sizeof added);
     lines_missing(before, after, removed, sizeof removed);
-    for (const char *q = added; *q; ) {
-        size_t m = strcspn(++q, " ");
-        int ok = 0;
-        /* may_add: suffixes of the cache directory, separated by '|' */
-        for (const char *s = p->may_add; s && !ok; ) {
-            size_t k = strcspn(s, "|");
-            ok = m == strlen(rel) + k && strncmp(q, rel, strlen(rel)) == 0 &&
-                 strncmp(q + strlen(rel), s, k) == 0;
-            s = s[k] ? s + k + 1 : NULL;
+    snprintf(a_lock, sizeof a_lock, "%s/.locks/a.lock", rel);
+    /* Lines of list that are not the cache directory followed by one of
+     * the suffixes in allowed (separated by '|'), appended to out; a.lock
+     * is allowed when prune may remove it and says it did. */
+    for (int pass = 0; pass < 2; pass++) {
+        const char *list = pass ? removed : added;
+        const char *allowed = pass ? p->may_remove : p->may_add;
+        char *out = pass ? gone : extra;
+        for (const char *q = list; *q; ) {
+            size_t m = strcspn(++q, " ");
+            int ok = 0;
+            if (pass && m == strlen(a_lock) && strncmp(q, a_lock, m) == 0) {
+                a_gone = 1;
+                ok = p->may_remove_a && a_removed;
+            }
+            for (const char *s = allowed; s && !ok; ) {
+                size_t k = strcspn(s, "|");
+                ok = m == strlen(rel) + k && strncmp(q, rel, strlen(rel)) == 0 &&
+                     strncmp(q + strlen(rel), s, k) == 0;
+                s = s[k] ? s + k + 1 : NULL;
+            }
+            if (!ok)
+                snprintf(out + strlen(out), 2048 - strlen(out), " %.*s", (int)m, q);
+            q += m;
         }
-        if (!ok)
-            snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " %.*s", (int)m, q);
-        q += m;
     }
-    snprintf(a_lock, sizeof a_lock, " %s/.locks/a.lock", rel);
-    int a_gone = strcmp(removed, a_lock) == 0, a_removed = strstr(got, "a=removed") != NULL;
     if (*extra)
         bad(t, p, fault, got, "new in the cache:%s", extra);
-    if (*removed && !(p->may_remove_a && a_gone && a_removed))
-        bad(t, p, fault, got, "gone from the cache:%s", removed);
+    if (*gone)
+        bad(t, p, fault, got, "gone from the cache:%s", gone);
     if (p->may_remove_a && a_removed && !a_gone)
         bad(t, p, fault, got, "a reported removed, but a.lock is still there");
 }
@@ -1529,6 +1736,9 @@ static void run_path(const struct path *p)
     unsigned char row_used[128] = { 0 };
 
     CHECK(p->rows <= sizeof row_used);
+    /* The cache's fair policy is read once (in the warm-up), never again
+     * at a time that depends on the clock. */
+    cachelock__policy_recheck_us = INT64_MAX / 4;
     if (getenv("FAULTS_ONLY") && !strstr(p->name, getenv("FAULTS_ONLY")))
         SKIP("not in FAULTS_ONLY");
     linux_only("the tables list the system calls of the Linux build; the portable build makes "
@@ -1952,10 +2162,11 @@ static const struct expect t_close_idle[] = {
     { E_CLOSE, "*", ANY, "1 kept=0", "close(2) fails: ignored" },
 };
 
-/* a, then b: listing (open #1), a's long open, check, then with an age
- * limit a's age (fstat #3: too recent, left alone), without one its
- * removal (open #3, fstatat #2, renameat, fstatat #3, unlinkat); unlock;
- * b through the kept .locks (fstat B_DIR, openat #2, fstat B_ID), busy. */
+/* a, then b: listing (open #1), a's long open, check, its fair queue
+ * (fcntl #1), then with an age limit a's age (fstat #3: too recent, left
+ * alone), without one its sidecar (fstatat #2: none) and its removal (open
+ * #3, fstatat #3, renameat, fstatat #4, unlinkat); unlock; b through the
+ * kept .locks (fstat B_DIR, openat #2, fstat B_ID), busy. */
 #define PRUNE_COMMON(A_OK, A_BUSY_KEPT, K, B_DIR, B_ID) \
     { E_MALLOC, "1", ANY, "-ENOMEM kept=0", "listing .locks: prune fails" }, \
     { E_OPEN, "1", A(ENOENT), "0 a=- b=- kept=0", "no .locks, no lock files: nothing to do" }, \
@@ -1987,7 +2198,13 @@ static const struct expect t_close_idle[] = {
     { E_OPENAT, "2", ANY, A_OK " b=failed(-ERR) kept=0", "b: open through the kept .locks" }, \
     { E_FSTAT, B_ID, ANY, A_OK " b=failed(-ERR) kept=0", "b: its identity" }, \
     { E_FLOCK, "3", A(EINTR, EWOULDBLOCK), A_OK " b=busy kept=" K, "retried; busy as it is" }, \
-    { E_FLOCK, "3", ANY, A_OK " b=failed(-ERR) kept=1", "b: its lock call" }
+    { E_FLOCK, "3", ANY, A_OK " b=failed(-ERR) kept=1", "b: its lock call" }, \
+    { E_FCNTL, "1", A(EINVAL), A_OK " b=busy kept=" K, "a's fair queue cannot be looked at: " \
+      "no OFD locks, so no queue" }, \
+    { E_FCNTL, "1", A(EINTR), A_OK " b=busy kept=" K, "looking at the queue never waits: " \
+      "retried" }, \
+    { E_FCNTL, "1", ANY, "0 a=failed(-ERR) b=busy kept=" K, "a's fair queue cannot be looked " \
+      "at: left alone, the error reported" }
 
 /* No age limit: every file qualifies, and its age is not read. */
 static const struct expect t_prune[] = {
@@ -1995,11 +2212,13 @@ static const struct expect t_prune[] = {
     { E_OPEN, "3", A(ENOENT, ENOTDIR), "0 a=busy b=busy kept=2", "removal: no .locks where a "
       "was: not ours to remove" },
     { E_OPEN, "3", ANY, "0 a=failed(-ERR) b=busy kept=2", "removal: open of .locks" },
-    { E_FSTATAT, "2", A(ENOENT), "0 a=busy b=busy kept=2", "removal: the name is not a now" },
-    { E_FSTATAT, "2", ANY, "0 a=failed(-ERR) b=busy kept=2", "removal: a's name unchecked" },
+    { E_FSTATAT, "2", ANY, "1 a=removed b=busy kept=2", "a's sidecar (fair mode) is not there "
+      "or cannot be looked at: a goes, no sidecar is removed" },
+    { E_FSTATAT, "3", A(ENOENT), "0 a=busy b=busy kept=2", "removal: the name is not a now" },
+    { E_FSTATAT, "3", ANY, "0 a=failed(-ERR) b=busy kept=2", "removal: a's name unchecked" },
     { E_RENAMEAT, "1", A(ENOENT), "0 a=busy b=busy kept=2", "removal: the name vanished" },
     { E_RENAMEAT, "1", ANY, "0 a=failed(-ERR) b=busy kept=2", "removal: the rename" },
-    { E_FSTATAT, "3", ANY, "0 a=failed(-ERR) b=busy kept=2", "what was renamed cannot be "
+    { E_FSTATAT, "4", ANY, "0 a=failed(-ERR) b=busy kept=2", "what was renamed cannot be "
       "checked (ENOENT too: the private name cannot be told to be a): put back, the error "
       "reported" },
     { E_UNLINKAT, "1", ANY, "0 a=failed(-ERR) b=busy kept=2", "the private name cannot be "
@@ -2089,9 +2308,345 @@ static const struct expect t_status[] = {
     { E_CLOSE, "1", ANY, "0 a=0 b=1 kept=0", "close(2) fails: ignored" },
 };
 
+/* Fair mode.  The first open of an existing lock file the long way, as in
+ * LONG_OPEN, but the lock file must be writable and its filesystem local,
+ * else fair mode is refused (-ENOTSUP): open #1 .locks, openat #1 the lock
+ * file, fstat #1 its identity, fstatfs #1 its filesystem, fstat #2 .locks
+ * (kept).  FAIL is the outcome when the open fails, OK when it works. */
+#define FAIR_OPEN(FAIL, NOTSUP, OK, K, K_NODIR) \
+    { E_OPEN, "1", A(ENOENT), OK " kept=" K, ".locks 'missing': mkdir finds it, opened again" }, \
+    { E_OPEN, "1", ANY, FAIL " kept=0", "open of .locks" }, \
+    { E_OPENAT, "1", A(EACCES), OK " kept=" K, "opened again without O_CREAT, which " \
+      "fs.protected_regular allows" }, \
+    { E_OPENAT, "1", A(EROFS, EPERM), NOTSUP " kept=1", "opened read-only: fair mode needs " \
+      "write access, refused (.locks kept)" }, \
+    { E_OPENAT, "1", A(ENOENT), OK " kept=" K, ".locks removed between the two opens: again" }, \
+    { E_OPENAT, "1", ANY, FAIL " kept=0", "open of the lock file" }, \
+    { E_FSTAT, "1", ANY, FAIL " kept=0", "identity of the lock file" }, \
+    { E_FSTAT, "2", ANY, OK " kept=" K_NODIR, "identity of .locks unknown: it is not kept" }, \
+    { E_FSTATFS, "1", ANY, NOTSUP " kept=0", "filesystem not known to be local: fair mode " \
+      "refused, nothing kept" }
+
+/* The fair fast path of a blocking acquire: fcntl #1 F_GETFL (is the lock
+ * file writable?), fcntl #2 F_OFD_GETLK (anyone queued?), flock #1
+ * LOCK_NB, fstatat PC (the path check). */
+#define FAIR_FAST(OK, K, K_FAILED, K_UNCHECKED, K_JOINED, PC) \
+    { E_FCNTL, "1", ANY, "-ERR kept=" K_FAILED, "F_GETFL fails: the lock file closed (its " \
+      "EWOULDBLOCK, which it cannot give, passed on as the error)" }, \
+    { E_FCNTL, "2", A(EINVAL), "-ENOTSUP kept=" K_FAILED, "no OFD locks: fair mode refused" }, \
+    { E_FCNTL, "2", A(EINTR), OK " kept=" K, "looking at the queue never waits: retried" }, \
+    { E_FCNTL, "2", ANY, "-ERR kept=" K_FAILED, "the queue cannot be looked at: closed" }, \
+    { E_FLOCK, "1", A(EINTR), OK " kept=" K, "a non-blocking flock(2) is retried" }, \
+    { E_FLOCK, "1", A(EWOULDBLOCK), OK " kept=" K_JOINED, "busy: joins the queue (the " \
+      "sidecar made and kept), is its head, and waits in flock(2)" }, \
+    { E_FLOCK, "1", ANY, "-ERR kept=" K_FAILED, "flock(2): the file closed, .locks kept" }, \
+    { E_FSTATAT, PC, A(ENOENT, ENOTDIR), OK " kept=" K, "path check: the file is gone, again" }, \
+    { E_FSTATAT, PC, ANY, "-ERR kept=" K_UNCHECKED, "path check: unlocked, closed, .locks " \
+      "forgotten" }
+
+/* Fair mode through the cache's policy, read at every acquire here:
+ * fstatat #1 is the marker. */
+static const struct expect t_fair_policy[] = {
+    { E_MALLOC, "*", ANY, "-ENOMEM kept=0", "the path, the handle" },
+    FAIR_OPEN("-ERR", "-ENOTSUP", "0", "2", "1"),
+    { E_FSTATAT, "1", ANY, "0 kept=2", "the marker cannot be looked at (or is not there): no "
+      "policy known, a plain acquire, which is free" },
+    FAIR_FAST("0", "2", "1", "0", "3", "2"),
+};
+
+static const struct expect t_fair_free[] = {
+    { E_MALLOC, "*", ANY, "-ENOMEM kept=0", "the path, the handle" },
+    FAIR_OPEN("-ERR", "-ENOTSUP", "0", "2", "1"),
+    FAIR_FAST("0", "2", "1", "0", "3", "1"),
+};
+
+/* Another process holds s; it lets go once we block in flock(2), as the
+ * head of the queue: the fast path (fcntl #1-2, flock #1: busy), the
+ * sidecar (open #2 .locks, openat #2 s.fifo, close #1 .locks, fstat #3),
+ * the join (fcntl #3 the mutex, pread #1 the hint, fcntl #4 the check
+ * above it, fcntl #5 the place, fcntl #6 the exclusive place, pwrite #1
+ * the hint, fcntl #7 the mutex given back), the wait (fcntl #8 on the
+ * place before ours, as the hint says; fcntl #9 any place before ours),
+ * flock #2 blocking, the grant (fcntl #10 the places given up), fstatat #1
+ * the path check. */
+static const struct expect t_fair_busy[] = {
+    { E_MALLOC, "*", ANY, "-ENOMEM kept=0", "the path, the handle" },
+    FAIR_OPEN("-ERR", "-ENOTSUP", "0", "3", "2"),
+    { E_FCNTL, "1", ANY, "-ERR kept=1", "F_GETFL fails: the lock file closed" },
+    { E_FCNTL, "2,4,9", A(EINTR), "0 kept=3", "a look at the queue never waits: retried" },
+    { E_FCNTL, "2-9", A(EINVAL), "-ENOTSUP kept=1", "no OFD locks: fair mode refused, closed" },
+    { E_FCNTL, "5,6", A(EINTR), "0 kept=3", "taking a place never waits: retried" },
+    { E_FCNTL, "5,6", A(EWOULDBLOCK), "0 kept=3", "the place is taken (a stale read lock of "
+      "a waiter): the next one" },
+    { E_FCNTL, "7", A(EINTR), "0 kept=3", "giving the mutex back: retried" },
+    { E_FCNTL, "3,8", A(EINTR), "-EINTR kept=1", "a wait in the queue: a handler without "
+      "SA_RESTART ran; the place given up by closing" },
+    { E_FCNTL, "2-9", ANY, "-ERR kept=1", "the queue's locks fail: closed, which gives up the "
+      "place and the mutex (EWOULDBLOCK, which blocking calls cannot give, passed on)" },
+    { E_FCNTL, "10", A(EINTR), "0 kept=3", "giving up the places: retried" },
+    { E_FCNTL, "10", ANY, "0 kept=1", "the places cannot be given up: held, and closed at the "
+      "release, which drops them" },
+    { E_FLOCK, "1", A(EINTR, EWOULDBLOCK), "0 kept=3", "retried; busy as it is: joins" },
+    { E_FLOCK, "1", ANY, "-ERR kept=1", "flock(2): the file closed, .locks kept" },
+    { E_FLOCK, "2", A(EINTR), "-EINTR kept=1", "the blocking flock(2) of the head: a handler "
+      "without SA_RESTART ran; the place given up by closing" },
+    { E_FLOCK, "2", ANY, "-ERR kept=1", "the blocking flock(2): its error, the place given up" },
+    { E_OPEN, "2", ANY, "0 kept=2", "the sidecar's .locks: no sidecar, fair all the same (the "
+      "hint read as nothing, the places checked)" },
+    { E_OPENAT, "2", ANY, "0 kept=2", "the sidecar cannot be opened: fair without it" },
+    { E_FSTAT, "3", ANY, "0 kept=2", "the sidecar's identity: closed, fair without it" },
+    { E_CLOSE, "1", ANY, "0 kept=3", "close(2) of .locks fails: ignored" },
+    { E_PREAD, "1", ANY, "0 kept=3", "the hint cannot be read: the places say where to join" },
+    { E_PWRITE, "1", ANY, "0 kept=3", "the hint cannot be written: the next joiner checks the "
+      "places anyway" },
+    { E_FSTATAT, "1", A(ENOENT, ENOTDIR), "0 kept=2", "path check: the file is gone, again: "
+      "free by now, taken without joining (the sidecar went with the first descriptor)" },
+    { E_FSTATAT, "1", ANY, "-ERR kept=0", "path check: unlocked, closed, .locks forgotten" },
+};
+
+/* Another description holds a place in s's queue; s itself is free. */
+static const struct expect t_fair_try[] = {
+    { E_MALLOC, "*", ANY, "-ENOMEM kept=0", "the path, the wait's copy, the handle" },
+    FAIR_OPEN("-ERR", "-ENOTSUP", "-EWOULDBLOCK", "2", "1"),
+    { E_FCNTL, "1", A(EWOULDBLOCK), "-EWOULDBLOCK kept=2", "F_GETFL fails with EWOULDBLOCK, "
+      "which it cannot give: taken for busy, the file kept" },
+    { E_FCNTL, "1", ANY, "-ERR kept=1", "F_GETFL fails: the lock file closed" },
+    { E_FCNTL, "2", A(EINVAL), "-ENOTSUP kept=1", "no OFD locks: fair mode refused" },
+    { E_FCNTL, "2", A(EINTR, EWOULDBLOCK), "-EWOULDBLOCK kept=2", "retried; busy as it is" },
+    { E_FCNTL, "2", ANY, "-ERR kept=1", "the queue cannot be looked at: closed" },
+};
+
+/* [0] start, [1] [2] steps, [3] free.  Step 1: the fast path (fcntl #1-2,
+ * flock #1), the sidecar (open #2, openat #2, close #1, fstat #3), the join
+ * without waiting (fcntl #3-7, pread #1, pwrite #1), a look below our
+ * place (fcntl #8) and flock #2; then the watch (inotify_init1, fstat #4,
+ * add_watch #1 the lock file, #2 the sidecar), the mark (fcntl #9), and
+ * the same again (fcntl #10, flock #3), the instance's checks (fstat #5,
+ * ioctl #1) and queue (read #1).  Step 2: fstat #6 the lock file, fcntl
+ * #11, flock #4, fstat #7, ioctl #2, read #2.  The free: the instance
+ * (fstat #8, ioctl #3, rm_watch #1 #2, read #3 #4, fstat #9, ioctl #4), the
+ * lock file (fstat #10, close #2) and the sidecar (fstat #11, close #3),
+ * closed: the place given up. */
+static const struct expect t_fair_async_cancelled[] = {
+    { E_MALLOC, "1-3", ANY, "-ENOMEM kept=0", "start: the path, the wait, its copy" },
+    { E_MALLOC, "4", ANY, "0 -ENOMEM -ENOMEM kept=0", "the handle: final, and said again" },
+    FAIR_OPEN("0 -ERR -ERR", "0 -ENOTSUP -ENOTSUP", "0 -EINPROGRESS -EINPROGRESS", "2", "1"),
+    { E_FCNTL, "1", A(EWOULDBLOCK), "0 -EINPROGRESS -EINPROGRESS kept=2", "F_GETFL's "
+      "EWOULDBLOCK, which it cannot give: taken for busy" },
+    { E_FCNTL, "1", ANY, "0 -ERR -ERR kept=1", "F_GETFL fails: final, the lock file closed" },
+    { E_FCNTL, "2-8", A(EINVAL), "0 -ENOTSUP -ENOTSUP kept=1", "no OFD locks: refused, closed" },
+    { E_FCNTL, "2-8", A(EINTR, EWOULDBLOCK), "0 -EINPROGRESS -EINPROGRESS kept=2", "retried, "
+      "the next place, or taken for busy (a step never waits): waits on" },
+    { E_FCNTL, "2-8", ANY, "0 -ERR -ERR kept=1", "the queue's locks fail: final, closed" },
+    { E_FCNTL, "9", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", "no waiter mark: the timer "
+      "covers what closes would tell" },
+    { E_FCNTL, "10", A(EINVAL), "0 -ENOTSUP -ENOTSUP kept=2", "no OFD locks: refused" },
+    { E_FCNTL, "11", A(EINVAL), "0 -EINPROGRESS -ENOTSUP kept=2", "no OFD locks: refused" },
+    { E_FCNTL, "10", A(EINTR, EWOULDBLOCK), "0 -EINPROGRESS -EINPROGRESS kept=2", "retried; "
+      "taken for busy" },
+    { E_FCNTL, "11", A(EINTR, EWOULDBLOCK), "0 -EINPROGRESS -EINPROGRESS kept=2", "retried; "
+      "taken for busy" },
+    { E_FCNTL, "10", ANY, "0 -ERR -ERR kept=2", "the look below our place fails: final, closed "
+      "(the idle inotify instance kept)" },
+    { E_FCNTL, "11", ANY, "0 -EINPROGRESS -ERR kept=2", "the second step's look fails: final" },
+    { E_FLOCK, "*", A(EINTR, EWOULDBLOCK), "0 -EINPROGRESS -EINPROGRESS kept=2", "retried; busy" },
+    { E_FLOCK, "1,2", ANY, "0 -ERR -ERR kept=1", "a try of the first step fails: final (no "
+      "watch yet)" },
+    { E_FLOCK, "3", ANY, "0 -ERR -ERR kept=2", "the try after the watch fails: final" },
+    { E_FLOCK, "4", ANY, "0 -EINPROGRESS -ERR kept=2", "the second step's try: final" },
+    { E_OPEN, "2", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", "no sidecar: fair without it" },
+    { E_OPENAT, "2", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", "no sidecar: fair without it" },
+    { E_CLOSE, "*", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", "ignored" },
+    { E_FSTAT, "2,4,8,9", ANY, "0 -EINPROGRESS -EINPROGRESS kept=1", ".locks or the inotify "
+      "instance cannot be identified or checked: not kept" },
+    { E_FSTAT, "*", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", "the sidecar, the lock file or "
+      "the instance cannot be checked: closed or opened again" },
+    { E_PREAD, "1", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", "no hint: the places say" },
+    { E_PWRITE, "1", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", "the hint not written" },
+    { E_INOTIFY_INIT1, "1", ANY, "0 -EINPROGRESS -EINPROGRESS kept=1", "no inotify: the "
+      "timeout alone" },
+    { E_INOTIFY_ADD_WATCH, "*", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", "no watch of the "
+      "lock file or of the sidecar: the timer covers it" },
+    { E_INOTIFY_RM_WATCH, "*", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", "the watch is gone "
+      "already: IN_IGNORED drained, the instance kept" },
+    { E_IOCTL, "1,2", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", "the instance cannot be "
+      "checked: a new one" },
+    { E_IOCTL, "3,4", ANY, "0 -EINPROGRESS -EINPROGRESS kept=1", "the instance cannot be "
+      "checked at the free: closed" },
+    { E_READ, "3", ANY, "0 -EINPROGRESS -EINPROGRESS kept=1", "IN_IGNORED cannot be read: "
+      "the instance closed" },
+    { E_READ, "*", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", "an empty queue" },
+};
+
+/* As above, but the holder closes before step 3, which is granted: fstat
+ * #8 the lock file, fcntl #12 the look below, flock #5 granted, fcntl #13
+ * the places given up, fstatat #1 the path check, fcntl #14 our mark
+ * removed. */
+static const struct expect t_fair_async_granted[] = {
+    { E_MALLOC, "1-3", ANY, "-ENOMEM kept=0", "start: the path, the wait, its copy" },
+    { E_MALLOC, "4", ANY, "0 -ENOMEM -ENOMEM -ENOMEM kept=0", "the handle: final, said again" },
+    FAIR_OPEN("0 -ERR -ERR -ERR", "0 -ENOTSUP -ENOTSUP -ENOTSUP", "0 -EINPROGRESS -EINPROGRESS 0",
+              "4", "3"),
+    { E_FCNTL, "1", A(EWOULDBLOCK), "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "F_GETFL's "
+      "EWOULDBLOCK: taken for busy" },
+    { E_FCNTL, "1", ANY, "0 -ERR -ERR -ERR kept=1", "F_GETFL fails: final" },
+    { E_FCNTL, "2-8", A(EINVAL), "0 -ENOTSUP -ENOTSUP -ENOTSUP kept=1", "no OFD locks" },
+    { E_FCNTL, "2-8", A(EINTR, EWOULDBLOCK), "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "retried, "
+      "the next place, or taken for busy" },
+    { E_FCNTL, "2-8", ANY, "0 -ERR -ERR -ERR kept=1", "the queue's locks fail: final" },
+    { E_FCNTL, "9", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "no waiter mark: the timer "
+      "covers what closes would tell" },
+    { E_FCNTL, "10-12", A(EINTR, EWOULDBLOCK), "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "retried; "
+      "taken for busy" },
+    { E_FCNTL, "10", A(EINVAL), "0 -ENOTSUP -ENOTSUP -ENOTSUP kept=2", "no OFD locks" },
+    { E_FCNTL, "11", A(EINVAL), "0 -EINPROGRESS -ENOTSUP -ENOTSUP kept=2", "no OFD locks" },
+    { E_FCNTL, "12", A(EINVAL), "0 -EINPROGRESS -EINPROGRESS -ENOTSUP kept=2", "no OFD locks" },
+    { E_FCNTL, "10", ANY, "0 -ERR -ERR -ERR kept=2", "a look below our place fails: final" },
+    { E_FCNTL, "11", ANY, "0 -EINPROGRESS -ERR -ERR kept=2", "a look below our place fails: "
+      "final" },
+    { E_FCNTL, "12", ANY, "0 -EINPROGRESS -EINPROGRESS -ERR kept=2", "a look below our place "
+      "fails: final" },
+    { E_FCNTL, "13", A(EINTR), "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "retried" },
+    { E_FCNTL, "13", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=2", "the places cannot be given up "
+      "at the grant: closed at the release, which drops them" },
+    { E_FCNTL, "14", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=2", "our mark cannot be removed: "
+      "closed at the release" },
+    { E_FLOCK, "*", A(EINTR, EWOULDBLOCK), "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "retried; "
+      "busy: waits on" },
+    { E_FLOCK, "1,2", ANY, "0 -ERR -ERR -ERR kept=1", "a try of the first step: final" },
+    { E_FLOCK, "3", ANY, "0 -ERR -ERR -ERR kept=2", "the try after the watch: final" },
+    { E_FLOCK, "4", ANY, "0 -EINPROGRESS -ERR -ERR kept=2", "the second step's try: final" },
+    { E_FLOCK, "5", ANY, "0 -EINPROGRESS -EINPROGRESS -ERR kept=2", "the last try: final" },
+    { E_OPEN, "2", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=3", "no sidecar: fair without it" },
+    { E_OPENAT, "2", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=3", "no sidecar" },
+    { E_CLOSE, "*", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "ignored" },
+    { E_FSTAT, "5-7", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "the instance or the lock "
+      "file cannot be checked: a new one" },
+    { E_FSTAT, "*", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=3", ".locks, the sidecar, the "
+      "instance or the lock file cannot be identified or checked: one of them not kept" },
+    { E_PREAD, "1", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "no hint: the places say" },
+    { E_PWRITE, "1", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "the hint not written" },
+    { E_INOTIFY_INIT1, "1", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=3", "no inotify" },
+    { E_INOTIFY_ADD_WATCH, "*", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "no watch" },
+    { E_INOTIFY_RM_WATCH, "*", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "gone already" },
+    { E_IOCTL, "1,2", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "a new instance" },
+    { E_IOCTL, "3,4", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=3", "the instance closed" },
+    { E_READ, "3", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=3", "the instance closed" },
+    { E_READ, "*", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "an empty queue" },
+    { E_FSTATAT, "1", A(ENOENT, ENOTDIR), "0 -EINPROGRESS -EINPROGRESS 0 kept=3", "path check: "
+      "the file is gone, again" },
+    { E_FSTATAT, "1", ANY, "0 -EINPROGRESS -EINPROGRESS -ERR kept=1", "path check: final" },
+};
+
+/* open #1 .locks (missing), mkdir #1 .locks, mkdir #2 the cache, mkdir #3
+ * .locks, open #2, fstatfs #1, openat #1 the marker (O_EXCL), fcntl #1 a
+ * test of OFD locks on it, pwrite #1 the note, close #1 #2. */
+static const struct expect t_policy_on[] = {
+    { E_MALLOC, "*", ANY, "-ENOMEM kept=0", "the path" },
+    { E_OPEN, "*", A(ENOENT), "0 kept=0", ".locks missing: created, opened again" },
+    { E_OPEN, "*", ANY, "-ERR kept=0", "open of .locks" },
+    { E_MKDIR, "1,3", A(EEXIST), "0 kept=0", ".locks 'exists' but cannot be opened: again" },
+    { E_MKDIR, "1,2", A(ENOENT), "0 kept=0", "a parent is missing: up, then down" },
+    { E_MKDIR, "2", A(EEXIST), "-ENOENT kept=0", "the cache 'exists', .locks cannot be made" },
+    { E_MKDIR, "*", ANY, "-ERR kept=0", "mkdir of the cache directory or .locks" },
+    { E_FSTAT, "1", ANY, "-ENOTSUP kept=0", "the device of .locks unknown, so its filesystem: "
+      "refused, no marker" },
+    { E_FSTATFS, "1", ANY, "-ENOTSUP kept=0", "the filesystem not known to be local: refused, "
+      "no marker" },
+    { E_OPENAT, "1", ANY, "-ERR kept=0", "the marker cannot be made" },
+    { E_FCNTL, "1", A(EINVAL), "-ENOTSUP kept=0", "no OFD locks: refused, the marker removed" },
+    { E_FCNTL, "1", A(EINTR), "0 kept=0", "never waits: retried" },
+    { E_FCNTL, "1", ANY, "-ERR kept=0", "OFD locks cannot be tested: the error, the marker "
+      "removed" },
+    { E_PWRITE, "1", ANY, "0 kept=0", "the note for people cannot be written: the marker is "
+      "the policy" },
+    { E_CLOSE, "*", ANY, "0 kept=0", "close(2) fails: ignored" },
+};
+
+static const struct expect t_policy_off[] = {
+    { E_MALLOC, "1", ANY, "-ENOMEM kept=0", "the path" },
+    { E_OPEN, "1", A(ENOENT), "0 kept=0", "no .locks: no marker, off already" },
+    { E_OPEN, "1", ANY, "-ERR kept=0", "open of .locks" },
+    { E_UNLINKAT, "1", ANY, "-ERR kept=0", "the marker cannot be removed" },
+    { E_CLOSE, "1", ANY, "0 kept=0", "close(2) fails: ignored" },
+};
+
+/* prune of a (with its sidecar a.fifo) and of the orphan o.fifo, b held:
+ * listing (open #1, malloc #1), a as in the prune path (fstatat #1 the path
+ * check, fcntl #1 its queue), its sidecar's identity (fstatat #2), a's
+ * removal (open #3, fstatat #3, renameat #1, fstatat #4, unlinkat #1, close
+ * #2), the sidecar's (open #4, fstatat #5, renameat #2, fstatat #6,
+ * unlinkat #2, close #3); b (busy); then each sidecar listed: a.lock and
+ * a.fifo both gone now (fstatat #7 #8), o.lock missing (fstatat #9),
+ * o.fifo's identity (fstatat #10) and removal (open #5, fstatat #11,
+ * renameat #3, fstatat #12, unlinkat #3, close #4). */
+static const struct expect t_prune_sidecars[] = {
+    { E_MALLOC, "1", ANY, "-ENOMEM kept=0", "listing .locks: prune fails" },
+    { E_MALLOC, "2,3", ANY, "0 a=failed(-ENOMEM) b=busy kept=2", "a's path, a's handle" },
+    { E_MALLOC, "4,5", ANY, "1 a=removed b=failed(-ENOMEM) kept=1", "b's path, b's handle" },
+    { E_MALLOC, "6,7", ANY, "1 a=removed b=busy kept=2", "the sidecars' paths: an orphan "
+      "stays" },
+    { E_OPEN, "1", A(ENOENT), "0 a=- b=- kept=0", "no .locks: nothing to do" },
+    { E_OPEN, "1", ANY, "-ERR kept=0", "listing .locks: prune fails" },
+    { E_OPEN, "2", A(ENOENT), "0 a=- b=busy kept=2", ".locks gone meanwhile: so is a" },
+    { E_OPEN, "2", ANY, "0 a=failed(-ERR) b=busy kept=2", "a: open of .locks" },
+    { E_OPEN, "3", A(ENOENT, ENOTDIR), "0 a=busy b=busy kept=2", "a's removal: no .locks" },
+    { E_OPEN, "3", ANY, "0 a=failed(-ERR) b=busy kept=2", "a's removal: open of .locks" },
+    { E_OPEN, "4,5", ANY, "1 a=removed b=busy kept=2", "a sidecar's removal: no .locks, the "
+      "sidecar stays (an orphan, for the next prune)" },
+    { E_OPENAT, "1", A(EACCES, EPERM), "1 a=removed b=busy kept=2", "a opened read-only" },
+    { E_OPENAT, "1", A(EROFS), "0 a=failed(-EROFS) b=busy kept=2", "a on a read-only mount: "
+      "prune's exclusive lock refused" },
+    { E_OPENAT, "1", A(ENOENT), "0 a=- b=busy kept=2", "a gone meanwhile" },
+    { E_OPENAT, "1", ANY, "0 a=failed(-ERR) b=busy kept=2", "a: open of the lock file" },
+    { E_OPENAT, "2", A(EROFS), "1 a=removed b=failed(-EROFS) kept=1", "b on a read-only mount: "
+      "prune's exclusive lock refused" },
+    { E_OPENAT, "2", A(EACCES, EPERM, ENOENT), "1 a=removed b=busy kept=2", "b read-only, or "
+      "the long way" },
+    { E_OPENAT, "2", A(EMFILE, ENFILE), "1 a=removed b=busy kept=2", "out of descriptors: the "
+      "long way" },
+    { E_OPENAT, "2", ANY, "1 a=removed b=failed(-ERR) kept=0", "b: open" },
+    { E_FSTAT, "1", ANY, "0 a=failed(-ERR) b=busy kept=2", "a: its identity" },
+    { E_FSTAT, "2,3", ANY, "1 a=removed b=busy kept=2", ".locks not kept: the long way" },
+    { E_FSTAT, "4", ANY, "1 a=removed b=failed(-ERR) kept=0", "b: its identity" },
+    { E_FLOCK, "1", A(EINTR), "1 a=removed b=busy kept=2", "retried" },
+    { E_FLOCK, "1", A(EWOULDBLOCK), "0 a=busy b=busy kept=3", "a busy: left alone" },
+    { E_FLOCK, "1", ANY, "0 a=failed(-ERR) b=busy kept=2", "a: its lock call" },
+    { E_FLOCK, "2", ANY, "1 a=removed b=busy kept=2", "the unlock after the removal: closed" },
+    { E_FLOCK, "3", A(EINTR, EWOULDBLOCK), "1 a=removed b=busy kept=2", "b busy" },
+    { E_FLOCK, "3", ANY, "1 a=removed b=failed(-ERR) kept=1", "b: its lock call" },
+    { E_FCNTL, "1", A(EINVAL, EINTR), "1 a=removed b=busy kept=2", "no OFD locks (no queue), or "
+      "retried" },
+    { E_FCNTL, "1", ANY, "0 a=failed(-ERR) b=busy kept=2", "a's queue cannot be looked at" },
+    { E_FSTATAT, "1", A(ENOENT, ENOTDIR), "1 a=removed b=busy kept=2", "a's path check: again" },
+    { E_FSTATAT, "1", ANY, "0 a=failed(-ERR) b=busy kept=2", "a's path check" },
+    { E_FSTATAT, "2", ANY, "1 a=removed b=busy kept=2", "a's sidecar cannot be looked at: a "
+      "goes, its sidecar stays (an orphan, for the next prune)" },
+    { E_FSTATAT, "3", A(ENOENT), "0 a=busy b=busy kept=2", "removal: the name is not a now" },
+    { E_FSTATAT, "3", ANY, "0 a=failed(-ERR) b=busy kept=2", "removal: a's name unchecked" },
+    { E_FSTATAT, "4", ANY, "0 a=failed(-ERR) b=busy kept=2", "what was renamed cannot be "
+      "checked: put back, the error reported" },
+    { E_FSTATAT, "5-12", ANY, "1 a=removed b=busy kept=2", "a sidecar's removal cannot check "
+      "what it removes (or whether its lock file is there): the sidecar stays, or is put "
+      "back" },
+    { E_RENAMEAT, "1", A(ENOENT), "0 a=busy b=busy kept=2", "removal: the name vanished" },
+    { E_RENAMEAT, "1", ANY, "0 a=failed(-ERR) b=busy kept=2", "removal: the rename" },
+    { E_RENAMEAT, "2,3", ANY, "1 a=removed b=busy kept=2", "a sidecar cannot be renamed away: "
+      "it stays" },
+    { E_UNLINKAT, "1", ANY, "0 a=failed(-ERR) b=busy kept=2", "a cannot be removed: put back" },
+    { E_UNLINKAT, "2,3", ANY, "1 a=removed b=busy kept=2", "a sidecar cannot be removed: put "
+      "back" },
+    { E_CLOSE, "*", ANY, "1 a=removed b=busy kept=2", "ignored" },
+};
+
 #define PATH(var, name, baseline, init, setup, run, table, may_add, may_remove_a) \
     static const struct path var = { name, baseline, init, setup, run, table, \
-                                      sizeof table / sizeof table[0], may_add, may_remove_a }
+                                      sizeof table / sizeof table[0], may_add, may_remove_a, \
+                                      NULL }
+#define PATH_RM(var, name, baseline, init, setup, run, table, may_add, may_remove_a, may_remove) \
+    static const struct path var = { name, baseline, init, setup, run, table, \
+                                      sizeof table / sizeof table[0], may_add, may_remove_a, \
+                                      may_remove }
 #define CREATES "|/.locks|/.locks/s.lock"
 
 PATH(p_fresh, "acquire in a fresh cache", "0 kept=2", init_existing, setup_fresh,
@@ -2141,11 +2696,34 @@ PATH(p_holders, "holders", "0 n=1 kept=0", init_a_b, setup_nothing, run_holders,
 PATH(p_status, "status", "0 a=0 b=1 kept=0", init_a_b, setup_nothing, run_status, t_status,
      NULL, 0);
 
+PATH(p_fair_policy, "acquire under the fair policy", "0 kept=2", init_fair_policy,
+     setup_policy_reread, run_acquire, t_fair_policy, "|/.locks/s.fifo", 0);
+PATH(p_fair_free, "fair acquire of a free lock", "0 kept=2", init_existing, setup_nothing,
+     run_fair_acquire, t_fair_free, "|/.locks/s.fifo", 0);
+PATH(p_fair_busy, "fair acquire of a busy lock", "0 kept=3", init_busy_s, setup_holder_locks,
+     run_fair_acquire_busy, t_fair_busy, "|/.locks/s.fifo", 0);
+PATH(p_fair_try, "fair try of a lock others queue for", "-EWOULDBLOCK kept=2", init_queued_s,
+     setup_nothing, run_fair_try, t_fair_try, NULL, 0);
+PATH(p_fair_async_cancelled, "fair asynchronous wait cancelled",
+     "0 -EINPROGRESS -EINPROGRESS kept=2", init_busy_s, setup_nothing, run_fair_async_cancelled,
+     t_fair_async_cancelled, "|/.locks/s.fifo", 0);
+PATH(p_fair_async_granted, "fair asynchronous wait granted",
+     "0 -EINPROGRESS -EINPROGRESS 0 kept=4", init_busy_s, setup_holder_locks,
+     run_fair_async_granted, t_fair_async_granted, "|/.locks/s.fifo", 0);
+PATH(p_policy_on, "fair policy set in a fresh cache", "0 kept=0", init_existing, setup_fresh,
+     run_policy_on, t_policy_on, "|/.locks|/.locks/.fair", 0);
+PATH_RM(p_policy_off, "fair policy cleared", "0 kept=0", init_existing, setup_policy_on,
+        run_policy_off, t_policy_off, NULL, 0, "/.locks/.fair");
+PATH_RM(p_prune_sidecars, "prune with sidecars", "1 a=removed b=busy kept=2", init_a_b,
+        setup_a_sidecars, run_prune, t_prune_sidecars, NULL, 1, "/.locks/a.fifo|/.locks/o.fifo");
+
 static const struct path *const all_paths[] = {
     &p_fresh, &p_existing, &p_kept_file, &p_kept_dir, &p_only_dir, &p_low_fds, &p_busy,
     &p_try_free, &p_try_busy, &p_timed_out, &p_timed_got, &p_async_cancelled,
     &p_async_granted, &p_release_kept, &p_release_waiter, &p_release_exposed, &p_close_idle,
-    &p_prune, &p_prune_recent, &p_shared, &p_prepare, &p_holders, &p_status,
+    &p_prune, &p_prune_recent, &p_shared, &p_prepare, &p_holders, &p_status, &p_fair_policy,
+    &p_fair_free, &p_fair_busy, &p_fair_try, &p_fair_async_cancelled, &p_fair_async_granted,
+    &p_policy_on, &p_policy_off, &p_prune_sidecars,
 };
 
 /* Every entry of the table has rows on some path (and every row is used,
@@ -2217,6 +2795,15 @@ CASE(test_faults_acquire_fresh_shared_cache, p_shared)
 CASE(test_faults_prepare_fresh_cache, p_prepare)
 CASE(test_faults_holders, p_holders)
 CASE(test_faults_status, p_status)
+CASE(test_faults_acquire_under_fair_policy, p_fair_policy)
+CASE(test_faults_fair_acquire_free_lock, p_fair_free)
+CASE(test_faults_fair_acquire_busy_lock, p_fair_busy)
+CASE(test_faults_fair_try_queued_lock, p_fair_try)
+CASE(test_faults_fair_async_wait_cancelled, p_fair_async_cancelled)
+CASE(test_faults_fair_async_wait_granted, p_fair_async_granted)
+CASE(test_faults_fair_policy_on, p_policy_on)
+CASE(test_faults_fair_policy_off, p_policy_off)
+CASE(test_faults_prune_sidecars, p_prune_sidecars)
 
 TAP_MAIN(
     T(test_the_checks_see_what_they_look_for, 10),
@@ -2244,4 +2831,13 @@ TAP_MAIN(
     T(test_faults_prepare_fresh_cache, 20),
     T(test_faults_holders, 10),
     T(test_faults_status, 10),
+    T(test_faults_acquire_under_fair_policy, 20),
+    T(test_faults_fair_acquire_free_lock, 20),
+    T(test_faults_fair_acquire_busy_lock, 30),
+    T(test_faults_fair_try_queued_lock, 20),
+    T(test_faults_fair_async_wait_cancelled, 30),
+    T(test_faults_fair_async_wait_granted, 30),
+    T(test_faults_fair_policy_on, 20),
+    T(test_faults_fair_policy_off, 10),
+    T(test_faults_prune_sidecars, 30),
 )

@@ -21,6 +21,11 @@
  * victim left it until the killer has looked), and a torn record is
  * expected; a torn record without the mark is a violation.
  *
+ * Half of the worker processes acquire in fair mode (CACHELOCK_F_FAIR):
+ * they queue while the others barge, the killer kills them in the queue
+ * and while they hold, and the pruner removes their queue's sidecars; the
+ * counts must hold all the same, and nobody may hang.
+ *
  *   final value of each source == sum of all counts for it
  *   violations (torn reads, lost or extra increments, hangs) == 0
  */
@@ -56,6 +61,7 @@ struct record {
     long count[SOURCES];    /* completed increments */
     long reads, acquires;
     int64_t progress_ms;
+    int fair;               /* acquires in fair mode */
 };
 
 struct shared {
@@ -129,6 +135,7 @@ static void *worker(void *arg)
         cachelock_t *lock;
         o.mode = reader ? CACHELOCK_SHARED : CACHELOCK_EXCLUSIVE;
         o.timeout_ms = how == 3 ? 0 : how == 4 ? 5 : -1;
+        o.flags = r->fair ? CACHELOCK_F_FAIR : 0;
         int rc = cachelock_acquire_ex(dir, names[s], &o, &lock);
         r->progress_ms = now_ms();
         if (rc == -EWOULDBLOCK || rc == -ETIMEDOUT)
@@ -190,7 +197,10 @@ static pid_t spawn_worker(int index)
     pthread_t t[MAX_THREADS];
     for (int i = 0; i < threads; i++) {
         struct record *r = new_record();
-        if (!r || pthread_create(&t[i], NULL, worker, r) != 0)
+        if (!r)
+            _exit(1);
+        r->fair = index % 4 == 0 || index % 4 == 3;     /* threaded ones too */
+        if (pthread_create(&t[i], NULL, worker, r) != 0)
             _exit(1);
     }
     for (int i = 0; i < threads; i++)
@@ -251,8 +261,8 @@ int main(int argc, char **argv)
         write_half(fd, 1, 0);
         close(fd);
     }
-    printf("torture: %d processes (some with %d threads) on %d sources for %d s, with a pruner "
-           "and a killer, in %s\n", PROCS, MAX_THREADS, SOURCES, seconds, dir);
+    printf("torture: %d processes (some with %d threads, half in fair mode) on %d sources for %d "
+           "s, with a pruner and a killer, in %s\n", PROCS, MAX_THREADS, SOURCES, seconds, dir);
     fflush(stdout);
 
     for (int i = 0; i < PROCS; i++)
@@ -315,10 +325,11 @@ int main(int argc, char **argv)
     }
     sh->violations += hung;
 
-    long acquires = 0, reads = 0;
+    long acquires = 0, reads = 0, fair = 0;
     for (int i = 0; i < sh->next_slot && i < SLOTS; i++) {
         acquires += sh->rec[i].acquires;
         reads += sh->rec[i].reads;
+        fair += sh->rec[i].fair ? sh->rec[i].acquires : 0;
     }
     for (int s = 0; s < SOURCES; s++) {
         long counted = sh->behalf[s], v = -1;
@@ -336,10 +347,14 @@ int main(int argc, char **argv)
         if (v != counted)
             sh->violations++;
     }
-    printf("torture: %ld acquisitions (%ld shared reads), %ld prunes, %ld kills (%ld torn records "
-           "rolled back, %ld seen as crash debris), %d hung, %ld violations\n",
-           acquires, reads, sh->prunes, sh->kills, sh->rolled_back, sh->torn_with_debris, hung,
-           sh->violations);
+    printf("torture: %ld acquisitions (%ld shared reads, %ld in fair mode), %ld prunes, %ld kills "
+           "(%ld torn records rolled back, %ld seen as crash debris), %d hung, %ld violations\n",
+           acquires, reads, fair, sh->prunes, sh->kills, sh->rolled_back, sh->torn_with_debris,
+           hung, sh->violations);
+    if (fair == 0) {
+        fprintf(stderr, "torture: VIOLATION: no acquisition in fair mode\n");
+        sh->violations++;
+    }
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) {}

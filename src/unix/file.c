@@ -605,6 +605,15 @@ int cachelock__os_stat(const char *path, struct cachelock__fileid *id)
     return 0;
 }
 
+int cachelock__os_stat_quiet(const char *path, struct cachelock__fileid *id)
+{
+    struct stat st;
+    if (cachelock__sys.fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    set_id(id, &st);
+    return 0;
+}
+
 int cachelock__os_list(struct cachelock__path *p, size_t len,
                        int (*fn)(const char *name, void *ctx), void *ctx)
 {
@@ -647,4 +656,193 @@ int64_t cachelock__os_now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- fair mode's files: the sidecar and the policy marker ---------------- */
+
+/* p->buf names the sidecar of p until sidecar_end(). */
+static char *sidecar_begin(struct cachelock__path *p)
+{
+    char *suffix = p->buf + p->len - strlen(LOCK_SUFFIX);
+    memcpy(suffix, SIDECAR_SUFFIX, strlen(LOCK_SUFFIX));
+    return suffix;
+}
+
+static void sidecar_end(char *suffix)
+{
+    memcpy(suffix, LOCK_SUFFIX, strlen(LOCK_SUFFIX));
+}
+
+int cachelock__os_sidecar_id(struct cachelock__path *p, struct cachelock__fileid *id)
+{
+    struct stat st;
+    char *suffix = sidecar_begin(p);
+    int rc = cachelock__sys.fstatat(AT_FDCWD, p->buf, &st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+    sidecar_end(suffix);
+    if (rc == 0)
+        set_id(id, &st);
+    return rc;
+}
+
+int cachelock__os_sidecar_remove(struct cachelock__path *p, const struct cachelock__fileid *id)
+{
+    char *suffix = sidecar_begin(p);
+    /* No descriptor of the sidecar is at hand: -1, as the removal of a
+     * lock file that is not kept open (os_remove_held). */
+    int rc = cachelock__os_remove_held(p, -1, id);
+    sidecar_end(suffix);
+    return rc;
+}
+
+int cachelock__os_sidecar_open(struct cachelock__path *p, int *fdp, struct cachelock__fileid *id)
+{
+    /* "{source}.lock" becomes "{source}.fifo" in place, for a moment: the
+     * same length, so a name that fits NAME_MAX still does. */
+    char *suffix = sidecar_begin(p);
+    struct stat st;
+    int dfd, fd = -1, err = 0;
+
+    dfd = open_locks_dir(p);
+    if (dfd < 0) {
+        err = -errno;
+    } else {
+        /* Read and write, always: the sidecar holds a hint that waiters
+         * write.  Never created through a symbolic link, and only in the
+         * .locks directory that exists (the lock file is open in it). */
+        fd = cachelock__sys.openat(dfd, cachelock__path_file(p),
+                                   O_RDWR | O_CREAT | LOCK_FILE_OPEN_FLAGS, 0666);
+        if (fd < 0)
+            err = -errno;
+        cachelock__sys.close(dfd);
+    }
+    sidecar_end(suffix);
+    if (err < 0)
+        return err;
+    fd = cachelock__os_keep_high(fd);
+    if (fd < 0)
+        return -errno;
+    if (cachelock__sys.fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        err = S_ISREG(st.st_mode) ? -errno : -ENXIO;
+        cachelock__os_close(fd);
+        return err;
+    }
+    set_id(id, &st);
+    *fdp = fd;
+    return 0;
+}
+
+/* p->buf names the policy marker, "{cache}/.locks/.fair", until
+ * marker_end(): the file part of a lock path ("{source}.lock", at least 6
+ * bytes) is overwritten in place and put back. */
+static void marker_begin(struct cachelock__path *p, char saved[sizeof POLICY_MARKER])
+{
+    char *file = p->buf + p->locks_len + 1;
+    memcpy(saved, file, sizeof POLICY_MARKER);
+    memcpy(file, POLICY_MARKER, sizeof POLICY_MARKER);
+}
+
+static void marker_end(struct cachelock__path *p, const char saved[sizeof POLICY_MARKER])
+{
+    memcpy(p->buf + p->locks_len + 1, saved, sizeof POLICY_MARKER);
+}
+
+int cachelock__os_policy_read(struct cachelock__path *p)
+{
+    char saved[sizeof POLICY_MARKER];
+    struct stat st;
+    marker_begin(p, saved);
+    /* A regular file, not followed through a symbolic link.  Anything else,
+     * or no answer, is no policy: the acquire then does what its own flags
+     * say. */
+    int rc = cachelock__sys.fstatat(AT_FDCWD, p->buf, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+             S_ISREG(st.st_mode);
+    marker_end(p, saved);
+    return rc;
+}
+
+static const char policy_note[] =
+    "cachelock: fair mode is the policy of this cache: every acquire of libcachelock\n"
+    "queues in the order of arrival.  `cachelock fair off CACHE_DIR` removes it.\n";
+
+int cachelock__os_policy_write(struct cachelock__path *p, int on)
+{
+    char saved[sizeof POLICY_MARKER];
+    int dfd, fd, rc = 0;
+
+    for (int mkdirs = 0;; mkdirs++) {
+        dfd = open_locks_dir(p);
+        if (dfd >= 0)
+            break;
+        if (errno == ENOENT && !on)
+            return 0;       /* no .locks, no marker: off already */
+        if (errno == ENOENT && mkdirs < 2) {
+            rc = make_dirs(p);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        rc = -errno;
+        char c = dir_begin(p, p->locks_len);
+        rc = cachelock__fail(rc, "open lock directory", p->buf);
+        dir_end(p, p->locks_len, c);
+        return rc;
+    }
+    marker_begin(p, saved);
+    if (!on) {
+        if (cachelock__sys.unlinkat(dfd, POLICY_MARKER, 0) < 0 && errno != ENOENT)
+            rc = cachelock__fail(-errno, "remove policy marker", p->buf);
+        goto out;
+    }
+    /* Fair mode must work here before every user is told to use it. */
+    struct stat dst;
+    int kind = cachelock__sys.fstat(dfd, &dst) == 0
+                   ? cachelock__os_fs_kind_fd(dfd, (uint64_t)dst.st_dev) : CACHELOCK_FS_UNKNOWN;
+    if (kind != CACHELOCK_FS_LOCAL) {
+        rc = cachelock__failf(-ENOTSUP, "cannot make '%.*s' fair: fair mode needs a local "
+                              "filesystem, and this one is %s (its byte-range locks may be "
+                              "flock(2)'s own)", (int)p->dir_len, p->buf,
+                              kind == CACHELOCK_FS_UNKNOWN ? "of unknown kind"
+                                                           : cachelock_fs_name(kind));
+        goto out;
+    }
+    int made = 1;
+    fd = cachelock__sys.openat(dfd, POLICY_MARKER,
+                               O_RDWR | O_CREAT | O_EXCL | LOCK_FILE_OPEN_FLAGS, 0666);
+    if (fd < 0 && errno == EEXIST) {
+        made = 0;
+        fd = cachelock__sys.openat(dfd, POLICY_MARKER, O_RDWR | LOCK_FILE_OPEN_FLAGS);
+    }
+    if (fd < 0) {
+        rc = cachelock__fail(-errno, "create policy marker", p->buf);
+        goto out;
+    }
+    fd = cachelock__os_keep_high(fd);
+    if (fd < 0) {
+        rc = cachelock__fail(-errno, "create policy marker", p->buf);
+        if (made)
+            cachelock__sys.unlinkat(dfd, POLICY_MARKER, 0);
+        goto out;
+    }
+    int64_t at;
+    rc = cachelock__os_range_test(fd, Q_ALL, 1, &at);
+    if (rc == -ENOTSUP) {
+        rc = cachelock__failf(-ENOTSUP, "cannot make '%.*s' fair: this system has no "
+                              "open file description locks (F_OFD_SETLK, Linux 3.15)",
+                              (int)p->dir_len, p->buf);
+    } else if (rc < 0) {
+        rc = cachelock__fail(rc, "test locks on policy marker", p->buf);
+    } else {
+        /* The note is for people; the policy is the marker's presence, so
+         * a failure to write it changes nothing. */
+        cachelock__os_pwrite(fd, policy_note, sizeof policy_note - 1, 0);
+        rc = 0;
+    }
+    cachelock__os_close(fd);
+    /* Refused: a marker made just now goes again. */
+    if (rc < 0 && made)
+        cachelock__sys.unlinkat(dfd, POLICY_MARKER, 0);
+out:
+    marker_end(p, saved);
+    cachelock__sys.close(dfd);
+    return rc;
 }

@@ -59,9 +59,11 @@ int cachelock__os_notify_open(void)
 
 int cachelock__os_notify_add(int fd, const char *path)
 {
-    /* IN_DONT_FOLLOW: the lock file is never a symbolic link we follow. */
+    /* IN_DONT_FOLLOW: the lock file is never a symbolic link we follow.
+     * IN_MODIFY: fair mode announces changes of its queue by writing the
+     * sidecar (see fair.c); nothing writes lock files. */
     const uint32_t mask = IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_ATTRIB | IN_DELETE_SELF |
-                          IN_MOVE_SELF | IN_DONT_FOLLOW;
+                          IN_MOVE_SELF | IN_MODIFY | IN_DONT_FOLLOW;
     int wd = cachelock__sys.inotify_add_watch(fd, path, mask);
     return wd < 0 ? -errno : wd;
 }

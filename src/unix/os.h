@@ -113,6 +113,8 @@ struct cachelock__syscalls {
     void *(*malloc)(size_t n);
     int (*fstatfs)(int fd, struct statfs *st);
     int (*fchmod)(int fd, unsigned mode);
+    long (*pread)(int fd, void *buf, size_t n, int64_t off);
+    long (*pwrite)(int fd, const void *buf, size_t n, int64_t off);
 };
 
 #endif

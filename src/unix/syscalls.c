@@ -21,6 +21,8 @@ static int sys_mkdir(const char *path, unsigned mode) { return mkdir(path, (mode
 static int sys_poll(struct pollfd *fds, unsigned long n, int timeout) { return poll(fds, (nfds_t)n, timeout); }
 static long sys_read(int fd, void *buf, size_t n) { return (long)read(fd, buf, n); }
 static int sys_fchmod(int fd, unsigned mode) { return fchmod(fd, (mode_t)mode); }
+static long sys_pread(int fd, void *buf, size_t n, int64_t off) { return (long)pread(fd, buf, n, (off_t)off); }
+static long sys_pwrite(int fd, const void *buf, size_t n, int64_t off) { return (long)pwrite(fd, buf, n, (off_t)off); }
 
 #if USE_INOTIFY
 #include <sys/inotify.h>
@@ -49,7 +51,8 @@ static int no_fstatfs(int fd, struct statfs *st) { (void)fd; (void)st; errno = E
 #endif
 
 #define REAL_SYSCALLS { open, openat, close, flock, fstat, fstatat, sys_mkdir, unlinkat, renameat, fcntl, \
-                        sys_poll, SYS_INOTIFY, sys_read, ioctl, malloc, SYS_FSTATFS, sys_fchmod }
+                        sys_poll, SYS_INOTIFY, sys_read, ioctl, malloc, SYS_FSTATFS, sys_fchmod, \
+                        sys_pread, sys_pwrite }
 
 struct cachelock__syscalls cachelock__sys = REAL_SYSCALLS;
 

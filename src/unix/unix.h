@@ -13,6 +13,9 @@
  *   USE_OFD_MARKS     waiters mark lock files with OFD locks, so released
  *                     files can be kept open; without, every release
  *                     closes its file (kept .locks directories stay)
+ *   USE_OFD_QUEUE     fair mode's queue of OFD locks (src/fair.c), which
+ *                     also needs inotify to wake timed waits; without, fair
+ *                     mode is refused with -ENOTSUP
  *   USE_PROC          /proc/locks (who holds what), /proc/PID/fdinfo (is
  *                     that really the holder), /proc/self/mountinfo
  *                     (virtiofs or FUSE); without, no holder listing
@@ -30,6 +33,7 @@
 #if defined(__linux__) && !defined(CACHELOCK_PORTABLE)
 #define USE_INOTIFY 1
 #define USE_OFD_MARKS 1
+#define USE_OFD_QUEUE 1
 #define USE_PROC 1
 #define USE_LINUX_STATFS 1
 #define USE_WIPEONFORK 1
@@ -37,6 +41,7 @@
 #else
 #define USE_INOTIFY 0
 #define USE_OFD_MARKS 0
+#define USE_OFD_QUEUE 0
 #define USE_PROC 0
 #define USE_LINUX_STATFS 0
 #define USE_WIPEONFORK 0

@@ -484,18 +484,24 @@ int64_t cachelock__os_age_ms(int fd)
     return age < 0 ? 0 : age;
 }
 
-int cachelock__os_stat(const char *path, struct cachelock__fileid *id)
+int cachelock__os_stat_quiet(const char *path, struct cachelock__fileid *id)
 {
     wchar_t *w;
     int rc = cachelock__win_path(path, strlen(path), &w);
     if (rc < 0)
-        return cachelock__fail(rc, "stat lock file", path);
+        return rc;
     HANDLE h = cachelock__win_open_meta(w);
     free(w);
     if (h == INVALID_HANDLE_VALUE)
-        return cachelock__fail(cachelock__win_error(GetLastError()), "stat lock file", path);
+        return cachelock__win_error(GetLastError());
     rc = cachelock__win_id(h, id, NULL);
     cachelock__sys.CloseHandle(h);
+    return rc < 0 ? rc : 0;
+}
+
+int cachelock__os_stat(const char *path, struct cachelock__fileid *id)
+{
+    int rc = cachelock__os_stat_quiet(path, id);
     return rc < 0 ? cachelock__fail(rc, "stat lock file", path) : 0;
 }
 
