@@ -90,6 +90,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Why fair mode is refused when the queue's locks are missing: one
+ * message for every system (Linux before 3.15, the BSDs and macOS, Windows,
+ * whose lock covers the whole file). */
+#define NO_QUEUE "fair mode needs open file description locks (F_OFD_SETLK, Linux 3.15 and " \
+                 "later), which this system does not have"
+
 int64_t cachelock__policy_recheck_us = 1000000;
 
 /* ---- the policy -------------------------------------------------------- */
@@ -169,7 +175,10 @@ static int policy(const char *cache_dir, int set, int on)
     rc = cachelock__path_build(&p, cache_dir, "x", 0);
     if (rc < 0)
         return rc;
-    if (set) {
+    if (set && on && !cachelock__os_has_queue()) {
+        rc = cachelock__failf(-ENOTSUP, "cannot make '%.*s' fair: " NO_QUEUE, (int)p.dir_len,
+                              p.buf);
+    } else if (set) {
         rc = cachelock__os_policy_write(&p, on);
         /* This process sees its own change at once. */
         int t = cachelock__tables_lock();
@@ -248,8 +257,7 @@ static void put64(unsigned char *b, uint64_t v)
 static int fail_queue(int rc, struct cachelock__attempt *a)
 {
     if (rc == -ENOTSUP)
-        return cachelock__failf(-ENOTSUP, "cannot lock '%s' in fair mode: this system has no "
-                                "open file description locks (F_OFD_SETLK, Linux 3.15)",
+        return cachelock__failf(-ENOTSUP, "cannot lock '%s' in fair mode: " NO_QUEUE,
                                 a->path.buf);
     return cachelock__fail(rc, "queue for lock", a->path.buf);
 }
@@ -258,6 +266,8 @@ static int fail_queue(int rc, struct cachelock__attempt *a)
  * may write-lock; never run unfair where it cannot. */
 static int usable(struct cachelock__attempt *a, struct cachelock__handle *h)
 {
+    if (!cachelock__os_has_queue())
+        return fail_queue(-ENOTSUP, a);
     if (!(h->flags & H_LOCAL))
         return cachelock__failf(-ENOTSUP, "cannot lock '%s' in fair mode: fair mode needs a "
                                 "local filesystem, and this one is %s (where flock(2) may "

@@ -517,6 +517,10 @@ int cachelock__parse_lockline(const char *line, struct cachelock__lockline *out)
  * handler without SA_RESTART ran while it waited), -ENOTSUP (no OFD locks
  * here), or -errno. */
 int cachelock__os_range_lock(int fd, int type, int64_t start, int64_t len, int wait);
+/* Can this build have the queue at all (1), or is fair mode always
+ * refused (0: no OFD locks, or a system whose lock is a byte range itself)?
+ * A kernel too old for OFD locks answers 1 and fails the first call. */
+int cachelock__os_has_queue(void);
 /* Is [start, start + len) write-locked through another open file
  * description?  1 with *at (the first byte of the first such lock the
  * kernel lists), 0 no, or -errno (-ENOTSUP: no OFD locks here). */

@@ -565,6 +565,40 @@ static void test_nocreate_flag_creates_nothing(void)
     cachelock_release(lock);
 }
 
+/* Where the queue of fair mode cannot be (Windows here; the portable Unix
+ * build in test_fair), a fair acquire and the fair policy are refused with
+ * -ENOTSUP and the reason, never granted unfairly; the lock still works
+ * without fair mode. */
+static void test_fair_mode_is_refused_where_there_is_no_queue(void)
+{
+#ifndef _WIN32
+    SKIP("Linux has the queue: test_fair covers fair mode, and its refusals");
+#else
+    cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
+    cachelock_wait_t *w;
+    cachelock_t *lock = NULL;
+    o.flags = CACHELOCK_F_FAIR;
+    for (long t = -1; t <= 10; t += 10 + (t < 0)) {
+        o.timeout_ms = t;
+        CHECK_EQ(cachelock_acquire_ex(tap_dir, "s", &o, &lock), -ENOTSUP);
+        CHECK(lock == NULL);
+        CHECK_STR_CONTAINS(cachelock_errmsg(), "in fair mode: fair mode needs open file "
+                           "description locks");
+    }
+    o.timeout_ms = -1;
+    CHECK_EQ(cachelock_wait_start(tap_dir, "s", &o, &w), 0);
+    CHECK_EQ(cachelock_wait_step(w, &lock), -ENOTSUP);
+    CHECK(lock == NULL);
+    cachelock_wait_free(w);
+    CHECK_EQ(cachelock_set_fair_policy(tap_dir, 1), -ENOTSUP);
+    CHECK_STR_CONTAINS(cachelock_errmsg(), "fair: fair mode needs open file description locks");
+    CHECK_EQ(cachelock_fair_policy(tap_dir), 0);
+    CHECK_EQ(cachelock_set_fair_policy(tap_dir, 0), 0);
+    CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
+    cachelock_release(lock);
+#endif
+}
+
 TAP_MAIN(
     T(test_acquire_creates_cache_dir_locks_dir_and_file),
     T(test_modes_are_0666_and_0777_minus_umask),
@@ -587,4 +621,5 @@ TAP_MAIN(
     T(test_killed_holder_frees_the_lock),
     T(test_nocreate_flag_creates_nothing),
     T(test_killed_holder_hands_over_to_waiter, 30),
+    T(test_fair_mode_is_refused_where_there_is_no_queue),
 )

@@ -289,20 +289,31 @@ static void ordered(const enum kind *kinds, int n, unsigned holder_flags)
     CHECK_EQ(look("s").places, 0);
 }
 
+/* The portable build has no OFD locks: fair mode is refused there, which
+ * test_fair_mode_is_refused_without_ofd_locks checks; the rest skip. */
+static void needs_queue(void)
+{
+    linux_only("the portable build has no OFD locks: fair mode is refused there with -ENOTSUP "
+               "(test_fair_mode_is_refused_without_ofd_locks)");
+}
+
 static void test_blocking_waiters_are_granted_in_the_order_they_queued(void)
 {
+    needs_queue();
     static const enum kind k[] = { BLOCKING, BLOCKING, BLOCKING, BLOCKING, BLOCKING };
     ordered(k, 5, CACHELOCK_F_FAIR);
 }
 
 static void test_timed_and_async_waiters_keep_their_place_among_blocking_ones(void)
 {
+    needs_queue();
     static const enum kind k[] = { ASYNC, BLOCKING, TIMED, ASYNC, BLOCKING, TIMED };
     ordered(k, 6, CACHELOCK_F_FAIR);
 }
 
 static void test_fair_waiters_keep_their_order_behind_a_plain_holder(void)
 {
+    needs_queue();
     static const enum kind k[] = { TIMED, BLOCKING, ASYNC, BLOCKING };
     ordered(k, 4, 0);
 }
@@ -313,6 +324,7 @@ static void test_fair_waiters_keep_their_order_behind_a_plain_holder(void)
  * they alternate. */
 static void test_a_releaser_that_asks_again_goes_behind_the_queue(void)
 {
+    needs_queue();
     struct holder h = fair("s", CACHELOCK_EXCLUSIVE, BLOCKING, 'H');
     struct holder w;
     char got[64];
@@ -358,6 +370,7 @@ static void wait_place_above(const char *source, int n, long long top)
 
 static void test_a_wrong_hint_never_lets_a_newcomer_join_ahead(void)
 {
+    needs_queue();
     cachelock_t *lock;
     CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);   /* the lock file */
     cachelock_release(lock);
@@ -406,6 +419,7 @@ static void test_a_wrong_hint_never_lets_a_newcomer_join_ahead(void)
 
 static void test_readers_queued_back_to_back_share_and_writers_keep_their_turn(void)
 {
+    needs_queue();
     struct holder h = fair("s", CACHELOCK_EXCLUSIVE, BLOCKING, 'H');
     static const char names[] = "abWcdX";
     static const cachelock_mode_t modes[] = { CACHELOCK_SHARED, CACHELOCK_SHARED,
@@ -450,6 +464,7 @@ static void test_readers_queued_back_to_back_share_and_writers_keep_their_turn(v
 
 static void test_a_writer_is_not_starved_by_a_stream_of_readers(void)
 {
+    needs_queue();
     struct holder r = fair("s", CACHELOCK_SHARED, BLOCKING, 'r');
     holder_wait_locked(&r);
     struct holder w = fair("s", CACHELOCK_EXCLUSIVE, BLOCKING, 'W');
@@ -696,6 +711,7 @@ static void kill_at(enum step step)
 
 static void test_sigkill_at_every_step_never_stalls_the_queue(void)
 {
+    needs_queue();
     for (int s = 0; s < NSTEPS; s++) {
         pid_t pid = fork();
         int status;
@@ -740,6 +756,7 @@ static int lib_fds(void)
 
 static void test_a_timed_wait_that_gives_up_leaves_no_place_behind(void)
 {
+    needs_queue();
     struct holder h = fair("s", CACHELOCK_EXCLUSIVE, BLOCKING, 'H');
     holder_wait_locked(&h);
     struct holder ahead = fair("s", CACHELOCK_EXCLUSIVE, BLOCKING, 'A');
@@ -782,6 +799,7 @@ static int no_inotify(int flags)
 
 static void test_a_timed_wait_without_inotify_gives_up_its_place(void)
 {
+    needs_queue();
     struct holder h = fair("s", CACHELOCK_EXCLUSIVE, BLOCKING, 'H');
     holder_wait_locked(&h);
     cachelock__sys.inotify_init1 = no_inotify;
@@ -803,6 +821,7 @@ static void test_a_timed_wait_without_inotify_gives_up_its_place(void)
 
 static void test_a_cancelled_asynchronous_wait_leaves_no_place_and_no_late_lock(void)
 {
+    needs_queue();
     struct holder h = fair("s", CACHELOCK_EXCLUSIVE, BLOCKING, 'H');
     cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
     cachelock_wait_t *w;
@@ -835,6 +854,7 @@ static void test_a_cancelled_asynchronous_wait_leaves_no_place_and_no_late_lock(
  * must still return at once, and the wait must go on once it is gone. */
 static void test_asynchronous_steps_never_block_on_the_queue(void)
 {
+    needs_queue();
     struct holder h = fair("s", CACHELOCK_EXCLUSIVE, BLOCKING, 'H');
     int stopped;
     holder_wait_locked(&h);
@@ -946,6 +966,7 @@ static void refused(const char *why)
 
 static void test_fair_mode_is_refused_on_network_and_fuse_filesystems(void)
 {
+    needs_queue();
     static const long kinds[] = { 0x6969 /* NFS */, 0xFF534D42 /* CIFS */,
                                   0x65735546 /* FUSE */, 0x12345678 /* unknown */ };
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
@@ -965,6 +986,7 @@ static void test_fair_mode_is_refused_on_network_and_fuse_filesystems(void)
 
 static void test_fair_mode_is_refused_on_a_read_only_cache(void)
 {
+    needs_queue();
     cachelock_t *lock;
     CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);
     cachelock_release(lock);
@@ -989,6 +1011,7 @@ static void test_fair_mode_is_refused_without_ofd_locks(void)
 
 static void test_the_policy_makes_every_acquire_of_the_cache_queue(void)
 {
+    needs_queue();
     CHECK_EQ(cachelock_fair_policy(tpath("none")), 0);
     CHECK(access(tpath("none"), F_OK) != 0);
     CHECK_EQ(cachelock_set_fair_policy(tpath("none"), 0), 0);
@@ -1042,6 +1065,7 @@ static void test_the_policy_makes_every_acquire_of_the_cache_queue(void)
 /* A running process sees a change of the policy at its next re-read. */
 static void test_a_running_process_notices_the_policy(void)
 {
+    needs_queue();
     cachelock_t *lock;
     cachelock__policy_recheck_us = 0;
     CHECK_EQ(cachelock_acquire(tap_dir, "s", &lock), 0);     /* pooled, policy read */
@@ -1090,6 +1114,7 @@ static void *blocking_fair(void *arg)
 
 static void test_ownership_in_fair_mode(void)
 {
+    needs_queue();
     cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
     cachelock_t *mine, *again = NULL;
     o.flags = CACHELOCK_F_FAIR;
@@ -1133,6 +1158,7 @@ static void test_ownership_in_fair_mode(void)
  * writer waits for that hold: it must not queue behind the writer. */
 static void test_a_shared_holder_asking_again_does_not_wait_behind_a_writer(void)
 {
+    needs_queue();
     cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
     cachelock_t *first, *second = NULL;
     o.mode = CACHELOCK_SHARED;
@@ -1152,6 +1178,7 @@ static void test_a_shared_holder_asking_again_does_not_wait_behind_a_writer(void
 
 static void test_a_forked_child_cannot_step_or_drop_the_parents_place(void)
 {
+    needs_queue();
     struct holder h = fair("s", CACHELOCK_EXCLUSIVE, BLOCKING, 'H');
     cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
     cachelock_wait_t *w;
@@ -1225,6 +1252,7 @@ static void make_sidecar(const char *source)
 
 static void test_prune_removes_sidecars_with_their_lock_files_and_skips_queues(void)
 {
+    needs_queue();
     struct pruned r;
     make_sidecar("a");
     make_sidecar("b");
@@ -1313,6 +1341,7 @@ static void contended_fair_acquire(void)
 
 static void test_a_sidecar_descriptor_the_program_reused_is_left_alone(void)
 {
+    needs_queue();
     contended_fair_acquire();
     int sfd = fd_of(".fifo");
     CHECK(sfd >= 3);        /* kept with the released lock file */
@@ -1340,6 +1369,7 @@ static void test_a_sidecar_descriptor_the_program_reused_is_left_alone(void)
  * starts again on the file the path names, and waits for its holder. */
 static void test_a_waiter_granted_a_renamed_file_queues_again_on_the_new_one(void)
 {
+    needs_queue();
     struct holder h = fair("s", CACHELOCK_EXCLUSIVE, BLOCKING, 'H');
     holder_wait_locked(&h);
     struct holder w = fair("s", CACHELOCK_EXCLUSIVE, BLOCKING, 'W');

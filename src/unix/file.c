@@ -826,8 +826,9 @@ int cachelock__os_policy_write(struct cachelock__path *p, int on)
     int64_t at;
     rc = cachelock__os_range_test(fd, Q_ALL, 1, &at);
     if (rc == -ENOTSUP) {
-        rc = cachelock__failf(-ENOTSUP, "cannot make '%.*s' fair: this system has no "
-                              "open file description locks (F_OFD_SETLK, Linux 3.15)",
+        rc = cachelock__failf(-ENOTSUP, "cannot make '%.*s' fair: fair mode needs open file "
+                              "description locks (F_OFD_SETLK, Linux 3.15 and later), which "
+                              "this system does not have",
                               (int)p->dir_len, p->buf);
     } else if (rc < 0) {
         rc = cachelock__fail(rc, "test locks on policy marker", p->buf);

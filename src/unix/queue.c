@@ -39,6 +39,11 @@ static int ofd(int fd, int cmd, short type, int64_t start, int64_t len, struct f
 }
 #endif
 
+int cachelock__os_has_queue(void)
+{
+    return USE_OFD_QUEUE;
+}
+
 int cachelock__os_range_lock(int fd, int type, int64_t start, int64_t len, int wait)
 {
 #if USE_OFD_QUEUE

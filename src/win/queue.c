@@ -13,6 +13,11 @@
  */
 #include "win.h"
 
+int cachelock__os_has_queue(void)
+{
+    return 0;
+}
+
 int cachelock__os_range_lock(int fd, int type, int64_t start, int64_t len, int wait)
 {
     (void)fd; (void)type; (void)start; (void)len; (void)wait;
@@ -69,8 +74,6 @@ int cachelock__os_policy_read(struct cachelock__path *p)
 
 int cachelock__os_policy_write(struct cachelock__path *p, int on)
 {
-    if (!on)
-        return 0;   /* never on here: off already */
-    return cachelock__failf(-ENOTSUP, "cannot make '%.*s' fair: fair mode is not available on "
-                            "Windows", (int)p->dir_len, p->buf);
+    (void)p; (void)on;
+    return 0;       /* never on here (fair.c refuses it first): off already */
 }
