@@ -440,7 +440,9 @@
  *     Elsewhere (other systems, Windows included, NFS, SMB, FUSE, a
  *     read-only cache, a lock file another user owns and this one may only
  *     read) a fair acquire fails with -ENOTSUP and says why; it never runs
- *     unfair instead.
+ *     unfair instead.  Under a fair policy that holds for acquires without
+ *     the flag too: give every user of a fair cache write access to its
+ *     lock files.
  *   - The price: an uncontended fair acquire costs one more system call;
  *     a contended one a few more and a wake-up per grant, which matters
  *     only when critical sections are very short (README.md).  A release
