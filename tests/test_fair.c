@@ -734,26 +734,6 @@ static void test_sigkill_at_every_step_never_stalls_the_queue(void)
 
 /* ---- timed and asynchronous waits ------------------------------------------ */
 
-static int lib_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    while (d && (e = readdir(d))) {
-        char link[320], target[PATH_MAX];
-        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
-        ssize_t len = readlink(link, target, sizeof target - 1);
-        if (len <= 0)
-            continue;
-        target[len] = '\0';
-        if (strstr(target, "inotify") || strncmp(target, tap_dir, strlen(tap_dir)) == 0)
-            n++;
-    }
-    if (d)
-        closedir(d);
-    return n;
-}
-
 static void test_a_timed_wait_that_gives_up_leaves_no_place_behind(void)
 {
     needs_queue();
@@ -761,7 +741,7 @@ static void test_a_timed_wait_that_gives_up_leaves_no_place_behind(void)
     holder_wait_locked(&h);
     struct holder ahead = fair("s", CACHELOCK_EXCLUSIVE, BLOCKING, 'A');
     wait_places("s", 1);
-    int fds = lib_fds();
+    int fds = count_lib_fds();
     cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
     cachelock_t *lock = NULL;
     o.flags = CACHELOCK_F_FAIR;
@@ -773,7 +753,7 @@ static void test_a_timed_wait_that_gives_up_leaves_no_place_behind(void)
     CHECK_STR_CONTAINS(cachelock_errmsg(), "timed out after 150 ms");
     CHECK_EQ(look("s").places, 1);      /* A's only */
     cachelock_close_idle();
-    CHECK_EQ(lib_fds(), fds);
+    CHECK_EQ(count_lib_fds(), fds);
     /* Behind A, a blocking waiter is not held up by the place given up. */
     struct holder b = fair("s", CACHELOCK_EXCLUSIVE, BLOCKING, 'B');
     wait_places("s", 2);
@@ -827,7 +807,7 @@ static void test_a_cancelled_asynchronous_wait_leaves_no_place_and_no_late_lock(
     cachelock_wait_t *w;
     cachelock_t *lock = NULL;
     holder_wait_locked(&h);
-    int fds = lib_fds();
+    int fds = count_lib_fds();
     o.flags = CACHELOCK_F_FAIR;
     CHECK_EQ(cachelock_wait_start(tap_dir, "s", &o, &w), 0);
     CHECK_EQ(cachelock_wait_step(w, &lock), -EINPROGRESS);
@@ -846,7 +826,7 @@ static void test_a_cancelled_asynchronous_wait_leaves_no_place_and_no_late_lock(
     holder_finish(&b);
     holder_finish(&h);
     cachelock_close_idle();
-    CHECK_EQ(lib_fds(), fds);
+    CHECK_EQ(count_lib_fds(), fds);
     CHECK(lock == NULL);
 }
 

@@ -595,29 +595,6 @@ static long heap_blocks(void)
 #define HEAP_UNIT "blocks"
 #endif
 
-/* Descriptors of the library's kinds: below the case's directory, and
- * inotify instances.  (Sanitizer runtimes open descriptors of their own
- * at unpredictable times, so counting all of them is not reliable.) */
-static int lib_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    while (d && (e = readdir(d))) {
-        char link[320], target[PATH_MAX];
-        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
-        ssize_t len = readlink(link, target, sizeof target - 1);
-        if (len <= 0)
-            continue;
-        target[len] = '\0';
-        if (strstr(target, "inotify") || strncmp(target, tap_dir, strlen(tap_dir)) == 0)
-            n++;
-    }
-    if (d)
-        closedir(d);
-    return n;
-}
-
 static const char *lock_path(const char *source)
 {
     static char bufs[4][PATH_MAX];
@@ -1657,7 +1634,7 @@ static int one(const struct path *p, struct tally *t, int entry, int at, int err
         holder_lock();
 
     /* What the library keeps now. */
-    snprintf(got + strlen(got), sizeof got - strlen(got), " kept=%d", lib_fds() - t->base_fds);
+    snprintf(got + strlen(got), sizeof got - strlen(got), " kept=%d", count_lib_fds() - t->base_fds);
 
     /* What a fault left in the library's tables must not hurt the next
      * call: a wait takes an idle inotify instance, if one was kept. */
@@ -1675,7 +1652,7 @@ static int one(const struct path *p, struct tally *t, int entry, int at, int err
 
     /* Then nothing at all once it lets go of what it keeps. */
     cachelock_close_idle();
-    int fds = lib_fds();
+    int fds = count_lib_fds();
     long heap = heap_blocks();
     if (fds != t->base_fds) {
         bad(t, p, fault, got, "%d descriptors leaked", fds - t->base_fds);
@@ -1771,7 +1748,7 @@ static void run_path(const struct path *p)
             holder_lock();
         cachelock_close_idle();
     }
-    t.base_fds = lib_fds();
+    t.base_fds = count_lib_fds();
     t.base_heap = heap_blocks();
 
     /* Once without a fault: the outcome, and how often each entry is
@@ -2752,9 +2729,9 @@ static void test_the_checks_see_what_they_look_for(void)
     CHECK(heap_blocks() != blocks);
     free(p);
     CHECK_EQ(heap_blocks(), blocks);
-    int fds = lib_fds();
+    int fds = count_lib_fds();
     int fd = open(lock_path("s"), O_RDONLY | O_CLOEXEC);
-    CHECK_EQ(lib_fds(), fds + 1);
+    CHECK_EQ(count_lib_fds(), fds + 1);
     CHECK(!held_by_someone("s"));
     CHECK(flock(fd, LOCK_EX) == 0);
     CHECK(held_by_someone("s"));

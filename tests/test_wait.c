@@ -7,34 +7,6 @@
 #include <sys/file.h>
 #endif
 
-/* Descriptors of the library's kind: lock files below the case's directory
- * and inotify instances.  (Sanitizer runtimes open descriptors of their
- * own at unpredictable times, so counting all of them is not reliable.)
- * On Windows: every handle of the process (lock files, events). */
-static int count_lib_fds(void)
-{
-#ifdef _WIN32
-    return count_fds();
-#else
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    while (d && (e = readdir(d))) {
-        char link[320], target[PATH_MAX];
-        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
-        ssize_t len = readlink(link, target, sizeof target - 1);
-        if (len <= 0)
-            continue;
-        target[len] = '\0';
-        if (strstr(target, "inotify") || strncmp(target, tap_dir, strlen(tap_dir)) == 0)
-            n++;
-    }
-    if (d)
-        closedir(d);
-    return n;
-#endif
-}
-
 /* Wait between two steps of w for what it says: its descriptor (Unix) or
  * its event (Windows; none under wine), at most for its timeout. */
 static void wait_for(cachelock_wait_t *w)
