@@ -721,8 +721,11 @@ int cachelock__os_sidecar_open(struct cachelock__path *p, int *fdp, struct cache
     fd = cachelock__os_keep_high(fd);
     if (fd < 0)
         return -errno;
-    if (cachelock__sys.fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        err = S_ISREG(st.st_mode) ? -errno : -ENXIO;
+    if (cachelock__sys.fstat(fd, &st) < 0)
+        err = -errno;
+    else if (!S_ISREG(st.st_mode))
+        err = -ENXIO;       /* not ours to write a hint into */
+    if (err < 0) {
         cachelock__os_close(fd);
         return err;
     }
