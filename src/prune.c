@@ -82,8 +82,6 @@ static int prune_one(const char *cache_dir, const char *source, long older_than_
     } else if (!(flags & CACHELOCK_PRUNE_DRY_RUN)) {
         /* Removed while we hold it exclusively, and only if the name is
          * still our file (see os_remove_held). */
-        struct cachelock__fileid side;
-        int has_side = cachelock__os_sidecar_id(&a.path, &side) == 0;
         rc = cachelock__os_remove_held(&a.path, h->fd, &h->id);
         if (rc == 1)
             status = CACHELOCK_PRUNE_BUSY;      /* replaced meanwhile: not ours; or
@@ -91,13 +89,6 @@ static int prune_one(const char *cache_dir, const char *source, long older_than_
                                                    does not let it be deleted */
         else if (rc == 0)
             removed = 1;
-        /* The sidecar of fair mode's queue goes with its lock file, the
-         * same way (renamed away, removed only if it is the file looked
-         * at), while the lock is held and nobody is queued.  It holds only
-         * a hint: a fair user that had it open just writes a file that is
-         * gone, and the next one makes a new sidecar. */
-        if (removed && has_side)
-            cachelock__os_sidecar_remove(&a.path, &side);
     } else {
         removed = 1;
     }
@@ -112,10 +103,12 @@ report:
     return removed;
 }
 
-/* A sidecar whose lock file is gone (removed by hand, or a prune that
- * stopped between the two): nobody can be queued without the lock file,
- * so it goes, the same careful way.  Neither counted nor reported: it is
- * not a source. */
+/* A sidecar whose lock file is gone (pruned just now, or earlier, or
+ * removed by hand): nobody can be queued without the lock file, so it
+ * goes, the same careful way (renamed away, removed only if it is the file
+ * looked at).  It holds only a hint: a fair user that still has it open
+ * writes to a file that is gone, and the next one makes a new sidecar.
+ * Neither counted nor reported: it is not a source. */
 static void prune_orphan(const char *cache_dir, const char *name)
 {
     struct cachelock__path p;
