@@ -863,9 +863,16 @@ CACHELOCK_EXTERN void cachelock_wait_free(cachelock_wait_t *wait);
  *
  * The policy is a file, {cache_dir}/.locks/.fair.  Processes that are
  * running notice a change within a second (the calling process at once).
- * Setting it checks first that fair mode works there.  Returns 0, or
- * -ENOTSUP (a network, FUSE or unknown filesystem, or no OFD locks; the
- * marker is not made), -EINVAL, -ENAMETOOLONG, -EACCES, -EROFS, ...
+ * Setting it checks first that fair mode works there.  Clearing it where
+ * there is no marker (or no cache) does nothing and returns 0.  Returns 0,
+ * or, with cachelock_errmsg() naming the operation and the path:
+ *   -ENOTSUP       a network, FUSE or unknown filesystem, or a system
+ *                  without OFD locks (Linux before 3.15, the BSDs, macOS,
+ *                  Windows); the marker is not made
+ *   -EINVAL, -ENAMETOOLONG  a bad cache_dir (as cachelock_acquire)
+ *   -EACCES, -EPERM, -EROFS, -ENOTDIR, -ELOOP  the cache, .locks or the
+ *                  marker cannot be created, opened or removed
+ *   -ENOMEM, -ENOSPC, -EDQUOT, -EIO, -EMFILE  and other system errors
  */
 CACHELOCK_EXTERN int cachelock_set_fair_policy(const char *cache_dir, int on);
 

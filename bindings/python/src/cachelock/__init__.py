@@ -41,8 +41,8 @@ fails with an :exc:`ImportError` that lists what was tried.
 
 from __future__ import annotations
 
-from ._cache import (Holder, PruneStatus, Pruned, close_idle, holders,
-                     library_path, library_version, prune, sources)
+from ._cache import (Holder, PruneStatus, Pruned, close_idle, fair_policy, holders,
+                     library_path, library_version, prune, set_fair_policy, sources)
 from ._errors import Busy, CacheLockError, Timeout
 from ._lock import CacheLock
 
@@ -57,9 +57,11 @@ __all__ = [
     "Pruned",
     "Timeout",
     "close_idle",
+    "fair_policy",
     "holders",
     "library_path",
     "library_version",
     "prune",
+    "set_fair_policy",
     "sources",
 ]

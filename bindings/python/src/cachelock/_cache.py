@@ -176,6 +176,31 @@ def close_idle() -> int:
     return max(0, int(_lib.cachelock_close_idle()))
 
 
+def set_fair_policy(cache_dir: StrPath, on: bool = True) -> None:
+    """Make fair mode the policy of a cache (*on* true; the cache directory
+    and ``.locks`` are created when missing), or stop it: while it is, every
+    acquire of the library on the cache queues and is granted in the order
+    of arrival, as with ``CacheLock(..., fair=True)``.  Running processes
+    notice a change within a second.  Raises :exc:`OSError` with errno
+    ENOTSUP where fair mode cannot work (nothing is changed), or another
+    :exc:`OSError`.
+    """
+    directory = _dir(cache_dir)
+    rc = _lib.cachelock_set_fair_policy(directory, 1 if on else 0)
+    if rc < 0:
+        raise _errors.last(rc, os.fsdecode(directory))
+
+
+def fair_policy(cache_dir: StrPath) -> bool:
+    """Whether fair mode is the policy of a cache (False when there is no
+    cache)."""
+    directory = _dir(cache_dir)
+    rc = int(_lib.cachelock_fair_policy(directory))
+    if rc < 0:
+        raise _errors.last(rc, os.fsdecode(directory))
+    return rc == 1
+
+
 def library_version() -> str:
     """The version of the C library in use, e.g. ``"0.3.0"``."""
     return (_lib.cachelock_version() or b"").decode("ascii", "replace")

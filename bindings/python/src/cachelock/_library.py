@@ -42,6 +42,7 @@ CACHELOCK_OPTIONS_VERSION = 1
 CACHELOCK_F_NOCREATE = 0x1
 CACHELOCK_F_UNOWNED = 0x2
 CACHELOCK_F_ANYNAME = 0x4
+CACHELOCK_F_FAIR = 0x10
 
 # cachelock_prune_status_t
 CACHELOCK_PRUNE_REMOVED = 0
@@ -88,6 +89,8 @@ _PROTOTYPES = {
     "cachelock_release": (None, [c_void_p]),
     "cachelock_disown": (c_int, [c_void_p]),
     "cachelock_close_idle": (c_int, []),
+    "cachelock_set_fair_policy": (c_int, [c_char_p, c_int]),
+    "cachelock_fair_policy": (c_int, [c_char_p]),
     "cachelock_wait_start": (c_int, [c_char_p, c_char_p, POINTER(cachelock_options_t),
                                      POINTER(c_void_p)]),
     "cachelock_wait_step": (c_int, [c_void_p, POINTER(c_void_p)]),

@@ -144,6 +144,14 @@ class CacheLock:
     *any_name* is true, which accepts any one file name of this system
     (for caches shared with tools that make names such as ``tools:beta``).
 
+    With *fair* true the lock is taken in fair mode: when it is taken or
+    others are queued, the acquire joins a queue and is granted the lock
+    in the order of joining among all users that queue (see
+    :func:`set_fair_policy` to make every user of a cache queue).  Where
+    fair mode cannot work (not Linux 3.15 or later, a network or FUSE
+    filesystem, a lock file this user may only read) acquiring raises
+    :exc:`OSError` with errno ENOTSUP rather than wait unfairly.
+
     With *shared* true the lock is taken shared: any number of shared
     holders together, excluded by an exclusive one.  *timeout* is the
     default of :meth:`acquire` and of ``with``: a negative value waits as
@@ -179,7 +187,7 @@ class CacheLock:
     """
 
     def __init__(self, cache_dir: StrPath, source: str, *, shared: bool = False,
-                 timeout: float = -1, any_name: bool = False) -> None:
+                 timeout: float = -1, any_name: bool = False, fair: bool = False) -> None:
         if not isinstance(source, str):
             raise TypeError(f"source must be a str, not {type(source).__name__}")
         self._dir = os.fsencode(cache_dir)
@@ -190,10 +198,11 @@ class CacheLock:
         if b"\0" in self._src:
             raise ValueError("invalid source name '{}': contains a NUL byte"
                              .format(_errors.shown(self._src)))
-        self._flags = _library.CACHELOCK_F_ANYNAME if any_name else 0
+        self._flags = ((_library.CACHELOCK_F_ANYNAME if any_name else 0) |
+                       (_library.CACHELOCK_F_FAIR if fair else 0))
         self._shared = bool(shared)
         self._mode = _library.CACHELOCK_SHARED if shared else _library.CACHELOCK_EXCLUSIVE
-        self._path = _lock_path(self._dir, self._src, self._flags)
+        self._path = _lock_path(self._dir, self._src, self._flags & _library.CACHELOCK_F_ANYNAME)
         self.timeout = timeout
         self._cache_dir = os.fspath(cache_dir)
         self._source = source
@@ -382,7 +391,8 @@ class CacheLock:
         # A copy in another process (multiprocessing's spawn) is a new,
         # unlocked object for the same lock.
         return (_rebuild, (self._cache_dir, self._source, self._shared, self._timeout,
-                           bool(self._flags & _library.CACHELOCK_F_ANYNAME)))
+                           bool(self._flags & _library.CACHELOCK_F_ANYNAME),
+                           bool(self._flags & _library.CACHELOCK_F_FAIR)))
 
     # -- internals ----------------------------------------------------------
 
@@ -465,8 +475,9 @@ class CacheLock:
 
 
 def _rebuild(cache_dir: StrPath, source: str, shared: bool, timeout: float,
-             any_name: bool) -> CacheLock:
-    return CacheLock(cache_dir, source, shared=shared, timeout=timeout, any_name=any_name)
+             any_name: bool, fair: bool = False) -> CacheLock:
+    return CacheLock(cache_dir, source, shared=shared, timeout=timeout, any_name=any_name,
+                     fair=fair)
 
 
 def _lock_path(cache_dir: bytes, source: bytes, flags: int) -> str:
