@@ -31,6 +31,7 @@ pub const CACHELOCK_OPTIONS_VERSION: c_int = 1;
 pub const CACHELOCK_F_NOCREATE: c_uint = 0x1;
 pub const CACHELOCK_F_UNOWNED: c_uint = 0x2;
 pub const CACHELOCK_F_ANYNAME: c_uint = 0x4;
+pub const CACHELOCK_F_FAIR: c_uint = 0x10;
 
 /// `cachelock_options_t`; always built with every field set (the
 /// equivalent of starting from `CACHELOCK_OPTIONS_INIT`).

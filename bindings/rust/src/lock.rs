@@ -313,6 +313,7 @@ pub struct Options {
     timeout: Option<Duration>,
     any_name: bool,
     no_create: bool,
+    fair: bool,
 }
 
 impl Options {
@@ -423,6 +424,40 @@ impl Options {
         self
     }
 
+    /// Fair mode: when the lock is taken, or others are queued for it, wait
+    /// in a queue and be granted the lock in the order of joining, among
+    /// every user of the source that queues (this option, the C library's
+    /// `CACHELOCK_F_FAIR`, `cachelock run --fair`, or a cache made fair with
+    /// `cachelock fair on`), in every process.  Readers queued back to back
+    /// share; a writer is never overtaken by readers that came later.  Other
+    /// users of the lock (plain ones, `flock(1)`, the original) still
+    /// exclude and are excluded, but do not queue.  Off by default.
+    ///
+    /// Fair mode needs Linux 3.15 or later, a local filesystem and write
+    /// access to the lock file; elsewhere acquiring fails with an error
+    /// whose [`raw_os_error`](crate::Error::raw_os_error) is `ENOTSUP` (and
+    /// whose message says why) rather than wait unfairly.  A
+    /// try never joins the queue: it is [`Busy`](crate::ErrorKind::Busy)
+    /// while anyone is queued, and a cancelled wait gives its place up.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachelock::Error> {
+    /// # let cache_dir = std::env::temp_dir().join(format!("cachelock-doc-fair-{}", std::process::id()));
+    /// use cachelock::Options;
+    ///
+    /// let lock = Options::new().fair(true).acquire(&cache_dir, "registry").await?;
+    /// # drop(lock);
+    /// # std::fs::remove_dir_all(&cache_dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn fair(mut self, fair: bool) -> Options {
+        self.fair = fair;
+        self
+    }
+
     /// Acquires the lock of a source with these options: as
     /// [`CacheLock::acquire`], in this mode, giving up after the timeout if
     /// there is one.
@@ -530,6 +565,9 @@ impl Options {
         }
         if self.no_create {
             flags |= ffi::CACHELOCK_F_NOCREATE;
+        }
+        if self.fair {
+            flags |= ffi::CACHELOCK_F_FAIR;
         }
         ffi::cachelock_options_t {
             version: ffi::CACHELOCK_OPTIONS_VERSION,
