@@ -989,6 +989,11 @@ typedef void (*cachelock_prune_fn)(const char *source, cachelock_prune_status_t 
  * they end up holding a lock nobody else sees.  Prune only caches whose
  * users are all this library, or while they are idle.
  *
+ * Fair mode (see FAIR MODE): a source that others are queued for is busy,
+ * even while its lock is free.  After the lock files, every sidecar
+ * ({source}.fifo) whose lock file is gone is removed the same careful way;
+ * sidecars are never reported nor counted.
+ *
  * Returns the number of files removed (or that would be), 0 for a cache
  * without .locks (or no cache at all: there is nothing to prune), or
  * -EINVAL, -ENAMETOOLONG, -ENOTDIR, -EACCES, ... when the cache cannot be
