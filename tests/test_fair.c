@@ -1319,6 +1319,32 @@ static void contended_fair_acquire(void)
     holder_finish(&h);
 }
 
+/* In a group-shared cache (.locks set-group-ID) the sidecar gets the
+ * group's read and write, as lock files do, whatever the umask: the other
+ * members write the hint too. */
+static void test_a_group_shared_cache_shares_the_sidecar_with_the_group(void)
+{
+    needs_queue();
+    char cache[PATH_MAX + 8], side[PATH_MAX + 32];
+    struct stat st;
+    cachelock_options_t o = CACHELOCK_OPTIONS_INIT;
+    cachelock_t *held, *lock = NULL;
+    snprintf(cache, sizeof cache, "%s/g", tap_dir);
+    snprintf(side, sizeof side, "%s/.locks/s.fifo", cache);
+    CHECK(mkdir(cache, 0775) == 0);
+    CHECK(chmod(cache, 02775) == 0);    /* .locks inherits the bit */
+    mode_t old = umask(022);
+    o.flags = CACHELOCK_F_FAIR;
+    CHECK_EQ(cachelock_acquire_ex(cache, "s", &o, &held), 0);
+    CHECK(access(side, F_OK) != 0);     /* the fast path makes no sidecar */
+    o.timeout_ms = 20;                  /* joins, which makes it, and gives up */
+    CHECK_EQ(cachelock_acquire_ex(cache, "s", &o, &lock), -ETIMEDOUT);
+    umask(old);
+    CHECK(stat(side, &st) == 0);
+    CHECK_EQ(st.st_mode & 0777, 0664);
+    cachelock_release(held);
+}
+
 static void test_a_sidecar_descriptor_the_program_reused_is_left_alone(void)
 {
     needs_queue();
@@ -1394,6 +1420,7 @@ TAP_MAIN(
     T(test_a_shared_holder_asking_again_does_not_wait_behind_a_writer, 20),
     T(test_a_forked_child_cannot_step_or_drop_the_parents_place, 20),
     T(test_prune_removes_sidecars_with_their_lock_files_and_skips_queues, 20),
+    T(test_a_group_shared_cache_shares_the_sidecar_with_the_group, 20),
     T(test_a_sidecar_descriptor_the_program_reused_is_left_alone, 20),
     T(test_a_waiter_granted_a_renamed_file_queues_again_on_the_new_one, 20),
 )

@@ -2337,7 +2337,8 @@ static const struct expect t_fair_free[] = {
 
 /* Another process holds s; it lets go once we block in flock(2), as the
  * head of the queue: the fast path (fcntl #1-2, flock #1: busy), the
- * sidecar (open #2 .locks, openat #2 s.fifo, close #1 .locks, fstat #3),
+ * sidecar (open #2 .locks, openat #2 s.fifo, fstat #3, fstat #4 .locks
+ * to share it with a group, close #1 .locks),
  * the join (fcntl #3 the mutex, pread #1 the hint, fcntl #4 the check
  * above it, fcntl #5 the place, fcntl #6 the exclusive place, pwrite #1
  * the hint, fcntl #7 the mutex given back), the wait (fcntl #8 on the
@@ -2370,6 +2371,8 @@ static const struct expect t_fair_busy[] = {
       "hint read as nothing, the places checked)" },
     { E_OPENAT, "2", ANY, "0 kept=2", "the sidecar cannot be opened: fair without it" },
     { E_FSTAT, "3", ANY, "0 kept=2", "the sidecar's identity: closed, fair without it" },
+    { E_FSTAT, "4", ANY, "0 kept=3", ".locks, to give a group-shared cache's members the sidecar: unknown, "
+      "nothing changed" },
     { E_CLOSE, "1", ANY, "0 kept=3", "close(2) of .locks fails: ignored" },
     { E_PREAD, "1", ANY, "0 kept=3", "the hint cannot be read: the places say where to join" },
     { E_PWRITE, "1", ANY, "0 kept=3", "the hint cannot be written: the next joiner checks the "
@@ -2392,16 +2395,16 @@ static const struct expect t_fair_try[] = {
 };
 
 /* [0] start, [1] [2] steps, [3] free.  Step 1: the fast path (fcntl #1-2,
- * flock #1), the sidecar (open #2, openat #2, close #1, fstat #3), the join
- * without waiting (fcntl #3-7, pread #1, pwrite #1), a look below our
- * place (fcntl #8) and flock #2; then the watch (inotify_init1, fstat #4,
- * add_watch #1 the lock file, #2 the sidecar), the mark (fcntl #9), and
- * the same again (fcntl #10, flock #3), the instance's checks (fstat #5,
- * ioctl #1) and queue (read #1).  Step 2: fstat #6 the lock file, fcntl
- * #11, flock #4, fstat #7, ioctl #2, read #2.  The free: the instance
- * (fstat #8, ioctl #3, rm_watch #1 #2, read #3 #4, fstat #9, ioctl #4), the
- * lock file (fstat #10, close #2) and the sidecar (fstat #11, close #3),
- * closed: the place given up. */
+ * flock #1), the sidecar (open #2, openat #2, fstat #3, fstat #4 .locks to
+ * share it with a group, close #1), the join without waiting (fcntl #3-7,
+ * pread #1, pwrite #1), a look below our place (fcntl #8) and flock #2;
+ * then the watch (inotify_init1, fstat #5, add_watch #1 the lock file, #2
+ * the sidecar), the mark (fcntl #9), and the same again (fcntl #10, flock
+ * #3), the instance's checks (fstat #6, ioctl #1) and queue (read #1).
+ * Step 2: fstat #7 the lock file, fcntl #11, flock #4, fstat #8, ioctl #2,
+ * read #2.  The free: the instance (fstat #9, ioctl #3, rm_watch #1 #2,
+ * read #3 #4, fstat #10, ioctl #4), the lock file (fstat #11, close #2) and
+ * the sidecar (fstat #12, close #3), closed: the place given up. */
 static const struct expect t_fair_async_cancelled[] = {
     { E_MALLOC, "1-3", ANY, "-ENOMEM kept=0", "start: the path, the wait, its copy" },
     { E_MALLOC, "4", ANY, "0 -ENOMEM -ENOMEM kept=0", "the handle: final, and said again" },
@@ -2432,7 +2435,9 @@ static const struct expect t_fair_async_cancelled[] = {
     { E_OPEN, "2", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", "no sidecar: fair without it" },
     { E_OPENAT, "2", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", "no sidecar: fair without it" },
     { E_CLOSE, "*", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", "ignored" },
-    { E_FSTAT, "2,4,8,9", ANY, "0 -EINPROGRESS -EINPROGRESS kept=1", ".locks or the inotify "
+    { E_FSTAT, "4", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", ".locks, to give a group-shared cache's members the sidecar: unknown, "
+      "nothing changed" },
+    { E_FSTAT, "2,5,9,10", ANY, "0 -EINPROGRESS -EINPROGRESS kept=1", ".locks or the inotify "
       "instance cannot be identified or checked: not kept" },
     { E_FSTAT, "*", ANY, "0 -EINPROGRESS -EINPROGRESS kept=2", "the sidecar, the lock file or "
       "the instance cannot be checked: closed or opened again" },
@@ -2454,7 +2459,7 @@ static const struct expect t_fair_async_cancelled[] = {
 };
 
 /* As above, but the holder closes before step 3, which is granted: fstat
- * #8 the lock file, fcntl #12 the look below, flock #5 granted, fcntl #13
+ * #9 the lock file, fcntl #12 the look below, flock #5 granted, fcntl #13
  * the places given up, fstatat #1 the path check, fcntl #14 our mark
  * removed. */
 static const struct expect t_fair_async_granted[] = {
@@ -2495,7 +2500,9 @@ static const struct expect t_fair_async_granted[] = {
     { E_OPEN, "2", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=3", "no sidecar: fair without it" },
     { E_OPENAT, "2", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=3", "no sidecar" },
     { E_CLOSE, "*", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "ignored" },
-    { E_FSTAT, "5-7", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "the instance or the lock "
+    { E_FSTAT, "4", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=4", ".locks, to give a group-shared cache's members the sidecar: unknown, "
+      "nothing changed" },
+    { E_FSTAT, "6-8", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=4", "the instance or the lock "
       "file cannot be checked: a new one" },
     { E_FSTAT, "*", ANY, "0 -EINPROGRESS -EINPROGRESS 0 kept=3", ".locks, the sidecar, the "
       "instance or the lock file cannot be identified or checked: one of them not kept" },

@@ -699,7 +699,7 @@ int cachelock__os_sidecar_open(struct cachelock__path *p, int *fdp, struct cache
     /* "{source}.lock" becomes "{source}.fifo" in place, for a moment: the
      * same length, so a name that fits NAME_MAX still does. */
     char *suffix = sidecar_begin(p);
-    struct stat st;
+    struct stat st, dst;
     int dfd, fd = -1, err = 0;
 
     dfd = open_locks_dir(p);
@@ -713,22 +713,26 @@ int cachelock__os_sidecar_open(struct cachelock__path *p, int *fdp, struct cache
                                    O_RDWR | O_CREAT | LOCK_FILE_OPEN_FLAGS, 0666);
         if (fd < 0)
             err = -errno;
+        else if ((fd = cachelock__os_keep_high(fd)) < 0)
+            err = -errno;
+        else if (cachelock__sys.fstat(fd, &st) < 0)
+            err = -errno;
+        else if (!S_ISREG(st.st_mode))
+            err = -ENXIO;       /* not ours to write a hint into */
+        /* In a group-shared cache the other members write the hint too:
+         * ours gets the group's read and write, as lock files do (.locks
+         * is looked at only when the sidecar lacks them). */
+        else if (st.st_uid == geteuid() &&
+                 (st.st_mode & (S_IRGRP | S_IWGRP)) != (S_IRGRP | S_IWGRP) &&
+                 cachelock__sys.fstat(dfd, &dst) == 0)
+            share_with_group(dfd, &dst, fd, &st);
+        if (err < 0 && fd >= 0)
+            cachelock__os_close(fd);
         cachelock__sys.close(dfd);
     }
     sidecar_end(suffix);
     if (err < 0)
         return err;
-    fd = cachelock__os_keep_high(fd);
-    if (fd < 0)
-        return -errno;
-    if (cachelock__sys.fstat(fd, &st) < 0)
-        err = -errno;
-    else if (!S_ISREG(st.st_mode))
-        err = -ENXIO;       /* not ours to write a hint into */
-    if (err < 0) {
-        cachelock__os_close(fd);
-        return err;
-    }
     set_id(id, &st);
     *fdp = fd;
     return 0;
