@@ -699,13 +699,14 @@ int cachelock__os_sidecar_open(struct cachelock__path *p, int *fdp, struct cache
     /* "{source}.lock" becomes "{source}.fifo" in place, for a moment: the
      * same length, so a name that fits NAME_MAX still does. */
     char *suffix = sidecar_begin(p);
-    struct stat st, dst;
-    int dfd, fd = -1, err = 0;
+    struct stat st = { 0 }, dst;
+    int dfd, fd = -1, err = -EIO;       /* until the sidecar is checked */
 
     dfd = open_locks_dir(p);
     if (dfd < 0) {
         err = -errno;
     } else {
+        err = 0;
         /* Read and write, always: the sidecar holds a hint that waiters
          * write.  Never created through a symbolic link, and only in the
          * .locks directory that exists (the lock file is open in it). */
@@ -731,8 +732,8 @@ int cachelock__os_sidecar_open(struct cachelock__path *p, int *fdp, struct cache
         cachelock__sys.close(dfd);
     }
     sidecar_end(suffix);
-    if (err < 0)
-        return err;
+    if (err < 0 || fd < 0)
+        return err < 0 ? err : -EIO;
     set_id(id, &st);
     *fdp = fd;
     return 0;
