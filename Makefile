@@ -74,7 +74,7 @@ SHARED   = $(BUILD)/libcachelock.so.$(VERSION)
 SONAME  := libcachelock.so.$(SOVERSION)
 
 CLI_SRC := cli/main.c cli/run.c cli/lock.c cli/status.c cli/path.c cli/prune.c cli/selftest.c \
-           cli/util.c cli/fair.c
+           cli/util.c cli/fair.c cli/runargs.c
 CLI_OBJ  = $(CLI_SRC:%.c=$(BUILD)/%.o)
 CLI      = $(BUILD)/cachelock$(EXE)
 CLI_LDFLAGS :=
@@ -101,7 +101,8 @@ HDRS    := include/cachelock.h src/internal.h src/win/win.h src/win/os.h
 EXE     := .exe
 SHARED   = $(BUILD)/cachelock.dll
 IMPLIB   = $(BUILD)/libcachelock.dll.a
-CLI_SRC := cli/main.c cli/win.c cli/status.c cli/path.c cli/prune.c cli/util.c cli/fair.c
+CLI_SRC := cli/main.c cli/win.c cli/status.c cli/path.c cli/prune.c cli/util.c cli/fair.c \
+           cli/runargs.c
 CLI_LDFLAGS := -municode
 TESTS    = $(WINE_TESTS:%=$(BUILD)/tests/%.exe)
 TEST_LDFLAGS := -static -pthread

@@ -5,6 +5,8 @@
 #ifndef CACHELOCK_CLI_H
 #define CACHELOCK_CLI_H
 
+#include "cachelock.h"
+
 #include <getopt.h>
 #include <stdio.h>
 
@@ -108,6 +110,21 @@ const char *cli_getenv(const char *name);
 /* The command, with its arguments as UTF-8 (main, or wmain on Windows). */
 int cli_main(int argc, char **argv);
 int cli_run(int argc, char **argv);
+
+/* What `cachelock run` was asked (runargs.c, for run.c and win.c). */
+struct cli_run_args {
+    cachelock_options_t lock;
+    int conflict_code;
+    int quiet, verbose;
+    int close_fd, no_fork;      /* -o, -F (Unix; -o is what Windows does) */
+    const char *dir, *source;
+    char **command;             /* COMMAND and its arguments; NULL with -c */
+    char *shell;                /* SHELL_COMMAND (-c), or NULL */
+};
+/* Parse run's arguments (usage: its --help text).  Returns -1 with *a set:
+ * go on and run; or the exit status to return at once (a usage error, or
+ * 0 after --help or --version). */
+int cli_run_parse(int argc, char **argv, const char *usage, struct cli_run_args *a);
 int cli_status(int argc, char **argv);
 int cli_path(int argc, char **argv);
 int cli_prune(int argc, char **argv);

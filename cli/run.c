@@ -105,10 +105,7 @@ static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGU
 static char shell_path[] = "/bin/sh", shell_name[] = "sh", shell_c[] = "-c";
 
 struct run_opts {
-    cachelock_options_t lock;
-    int conflict_code;
-    int quiet, verbose, close_fd, no_fork;
-    const char *dir, *source;
+    struct cli_run_args a;
     const char *file;         /* what to exec: COMMAND's first word, or /bin/sh */
     char **command;           /* its argv */
     char *sh_argv[4];         /* "sh", "-c", SHELL_COMMAND */
@@ -119,37 +116,37 @@ struct run_opts {
 static int take_lock(const struct run_opts *o, cachelock_t **out, int *status)
 {
     cachelock_wait_t *w;
-    int rc, shown = 0, tty = !o->quiet && isatty(2);
+    int rc, shown = 0, tty = !o->a.quiet && isatty(2);
     double start = cli_now();
     long long last_second = 0;
 
-    rc = cachelock_wait_start(o->dir, o->source, &o->lock, &w);
+    rc = cachelock_wait_start(o->a.dir, o->a.source, &o->a.lock, &w);
     if (rc < 0) {
-        *status = cli_name_error(rc, o->source, o->lock.flags);
+        *status = cli_name_error(rc, o->a.source, o->a.lock.flags);
         return 0;
     }
     for (;;) {
         rc = cachelock_wait_step(w, out);
         if (rc != -EINPROGRESS)
             break;
-        if (!shown && !o->quiet) {
+        if (!shown && !o->a.quiet) {
             char path[4200] = "", who[2048], name[1024], shown_path[8400], limit[64] = "";
             /* Fair mode (asked for, or the cache's policy): the lock may
              * be free and still not ours, others being ahead in the queue. */
-            int fair = (o->lock.flags & CACHELOCK_F_FAIR) || cachelock_fair_policy(o->dir) == 1;
-            cachelock_path_ex(o->dir, o->source, o->lock.flags & CACHELOCK_F_ANYNAME, path,
+            int fair = (o->a.lock.flags & CACHELOCK_F_FAIR) || cachelock_fair_policy(o->a.dir) == 1;
+            cachelock_path_ex(o->a.dir, o->a.source, o->a.lock.flags & CACHELOCK_F_ANYNAME, path,
                               sizeof path);
-            if (fair && cli_holders_count(o->dir, o->source) == 0)
+            if (fair && cli_holders_count(o->a.dir, o->a.source) == 0)
                 snprintf(who, sizeof who, "free, but others are queued ahead of us");
             else
-                cli_describe_holders(o->dir, o->source, who, sizeof who);
-            cli_text_escape(name, sizeof name, o->source);
+                cli_describe_holders(o->a.dir, o->a.source, who, sizeof who);
+            cli_text_escape(name, sizeof name, o->a.source);
             cli_text_escape(shown_path, sizeof shown_path, path);
             char note[512];
-            if (o->lock.timeout_ms > 0)
+            if (o->a.lock.timeout_ms > 0)
                 snprintf(limit, sizeof limit, "; giving up after %.3gs",
-                         (double)o->lock.timeout_ms / 1000);
-            cli_fs_note(cachelock_fs_of(o->dir), note, sizeof note);
+                         (double)o->a.lock.timeout_ms / 1000);
+            cli_fs_note(cachelock_fs_of(o->a.dir), note, sizeof note);
             cli_error("waiting for '%s' ('%s'), %s; locks die with their process, so a wait "
                       "means a live holder%s%s%s%s", name, shown_path, who,
                       fair ? "; queued, first come first served (fair mode)" : "", limit,
@@ -179,20 +176,20 @@ static int take_lock(const struct run_opts *o, cachelock_t **out, int *status)
     cachelock_wait_free(w);
     if (rc == 0) {
         /* Said once: in the wait line, or now. */
-        if (!o->quiet && !shown) {
+        if (!o->a.quiet && !shown) {
             char note[512];
             cli_fs_note(cachelock_fs(*out), note, sizeof note);
             if (note[0])
                 cli_error("warning: %s", note);
         }
-        if (o->verbose)
+        if (o->a.verbose)
             cli_error("getting lock took %.6f seconds", cli_now() - start);
         return 1;
     }
     if (rc == -EWOULDBLOCK || rc == -ETIMEDOUT) {
-        if (!o->quiet)
+        if (!o->a.quiet)
             cli_lib_message();
-        *status = o->conflict_code;
+        *status = o->a.conflict_code;
         return 0;
     }
     *status = cli_lib_error(rc);
@@ -256,7 +253,7 @@ static int run_command(const struct run_opts *o, cachelock_t *lock)
     int errpipe[2], status, err = 0;
     pid_t pid, parent = getpid();
 
-    if (!o->close_fd && (err = -pass_descriptor(lock)) != 0) {
+    if (!o->a.close_fd && (err = -pass_descriptor(lock)) != 0) {
         cachelock_release(lock);
         return exec_failed(o, err);
     }
@@ -296,7 +293,7 @@ static int run_command(const struct run_opts *o, cachelock_t *lock)
          * already and must not run at all.  (The kernel releases the lock
          * as the parent exits and signals us just after, so COMMAND is
          * killed within microseconds of the release, not before it.) */
-        if (o->close_fd) {
+        if (o->a.close_fd) {
             if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 err = errno;
             else if (getppid() != parent)
@@ -348,170 +345,49 @@ static int run_command(const struct run_opts *o, cachelock_t *lock)
      * descriptor: like flock(1), leave the lock to the kernel, which frees
      * it when the last copy is closed (ours as we exit).  With -o we are
      * the only holder: unlock now. */
-    if (o->close_fd)
+    if (o->a.close_fd)
         cachelock_release(lock);
     if (WIFSIGNALED(status))
         return 128 + WTERMSIG(status);
     return WEXITSTATUS(status);
 }
 
-static int is_dashes(const char *s)
+/* What to exec: COMMAND, or the shell with SHELL_COMMAND. */
+static void set_command(struct run_opts *o)
 {
-    return strcmp(s, "--") == 0;
-}
-
-static int is_command_option(const char *s)
-{
-    return strcmp(s, "-c") == 0 || strcmp(s, "--command") == 0;
-}
-
-/* Operands after the options.  Only the first "--" separates; what
- * follows the operands is COMMAND, "--" included:
- *   CACHE_DIR SOURCE -- COMMAND...     SOURCE -- COMMAND...
- *   CACHE_DIR SOURCE -c SHELL_COMMAND  SOURCE -c SHELL_COMMAND
- *   CACHE_DIR SOURCE COMMAND...        (flock(1) style)
- * and with the -c option before the operands, [CACHE_DIR] SOURCE alone. */
-static int parse_operands(struct run_opts *o, char **args, int n, char *shell_command)
-{
-    int used;
-
-    if (shell_command) {
-        if (n > 2)
-            return cli_usage_error("run", "too many operands: with -c, expected [CACHE_DIR] SOURCE");
-        if (n < 1)
-            return cli_usage_error("run", "missing operands: expected [CACHE_DIR] SOURCE");
-        used = n;
-    } else if (n >= 2 && (is_dashes(args[1]) || is_command_option(args[1]))) {
-        used = 1;
-    } else if (n >= 3) {
-        used = 2;
-    } else if (n == 2) {
-        return cli_usage_error("run", "missing COMMAND to run");
-    } else {
-        return cli_usage_error("run", "missing operands: expected CACHE_DIR SOURCE -- COMMAND");
-    }
-    if (used == 2) {
-        o->dir = args[0];
-        o->source = args[1];
-    } else {
-        o->source = args[0];
-        if (!(o->dir = cli_default_dir("run")))
-            return EXIT_USAGE;
-    }
-    if (!shell_command && is_command_option(args[used])) {
-        if (n != used + 2)
-            return cli_usage_error("run", "%s requires exactly one command argument", args[used]);
-        shell_command = args[used + 1];
-    }
-    if (shell_command) {
+    if (o->a.shell) {
         o->sh_argv[0] = shell_name;
         o->sh_argv[1] = shell_c;
-        o->sh_argv[2] = shell_command;
+        o->sh_argv[2] = o->a.shell;
         o->sh_argv[3] = NULL;
         o->command = o->sh_argv;
         o->file = shell_path;
-        return 0;
+    } else {
+        o->command = o->a.command;
+        o->file = o->command[0];
     }
-    o->command = args + used + (is_dashes(args[used]) ? 1 : 0);
-    if (!o->command[0])
-        return cli_usage_error("run", "missing COMMAND to run");
-    o->file = o->command[0];
-    return 0;
 }
 
 int cli_run(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "exclusive", no_argument, NULL, 'x' },
-        { "shared", no_argument, NULL, 's' },
-        { "nonblock", no_argument, NULL, 'n' },
-        { "nonblocking", no_argument, NULL, 'n' },
-        { "nb", no_argument, NULL, 'n' },
-        { "timeout", required_argument, NULL, 'w' },
-        { "wait", required_argument, NULL, 'w' },
-        { "conflict-exit-code", required_argument, NULL, 'E' },
-        { "quiet", no_argument, NULL, 'q' },
-        { "close", no_argument, NULL, 'o' },
-        { "no-fork", no_argument, NULL, 'F' },
-        { "command", required_argument, NULL, 'c' },
-        { "inherit-fd", no_argument, NULL, OPT_INHERIT_FD },
-        { "any-name", no_argument, NULL, OPT_ANY_NAME },
-        { "local-only", no_argument, NULL, OPT_LOCAL_ONLY },
-        { "fair", no_argument, NULL, OPT_FAIR },
-        { "verbose", no_argument, NULL, OPT_VERBOSE },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { NULL, 0, NULL, 0 }
-    };
     struct run_opts o;
-    int c, timeout_set = 0, nonblock = 0;
-    long v, timeout = -1;
-    const char *env;
-    char *shell_command = NULL;
-
     memset(&o, 0, sizeof o);
-    o.lock = (cachelock_options_t)CACHELOCK_OPTIONS_INIT;
-    o.conflict_code = EXIT_CONFLICT_DEFAULT;
-    opterr = 0;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+:xesnw:E:qoFc:hV", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'x':
-        case 'e': o.lock.mode = CACHELOCK_EXCLUSIVE; break;
-        case 's': o.lock.mode = CACHELOCK_SHARED; break;
-        case 'n': nonblock = 1; break;
-        case 'w':
-            if (cli_parse_duration(optarg, &timeout) < 0)
-                return cli_usage_error("run", "invalid timeout '%s': expected seconds, e.g. 10 or 0.5",
-                                       optarg);
-            timeout_set = 1;
-            break;
-        case 'E':
-            if (cli_parse_uint(optarg, 255, &v) < 0)
-                return cli_usage_error("run", "invalid conflict exit code '%s': expected 0 to 255",
-                                       optarg);
-            o.conflict_code = (int)v;
-            break;
-        case 'q': o.quiet = 1; break;
-        case 'o': o.close_fd = 1; break;
-        case 'F': o.no_fork = 1; break;
-        case 'c': shell_command = optarg; break;
-        case OPT_INHERIT_FD: break;   /* the default since 0.3.0 */
-        case OPT_ANY_NAME: o.lock.flags |= CACHELOCK_F_ANYNAME; break;
-        case OPT_LOCAL_ONLY: o.lock.flags |= CACHELOCK_F_LOCAL_ONLY; break;
-        case OPT_FAIR: o.lock.flags |= CACHELOCK_F_FAIR; break;
-        case OPT_VERBOSE: o.verbose = 1; break;
-        case 'h': return cli_print_help(usage);
-        case 'V': return cli_print_version();
-        default: return cli_option_error("run", argv, c, longopts);
-        }
-    }
-    if (o.no_fork && o.close_fd)
-        return cli_usage_error("run", "the --no-fork and --close options are incompatible");
-    /* As with flock(1), -n wins over -w whatever their order. */
-    if (nonblock) {
-        timeout = 0;
-    } else if (!timeout_set && (env = getenv(ENV_TIMEOUT)) && *env) {
-        if (cli_parse_duration(env, &timeout) < 0)
-            return cli_usage_error("run", "invalid %s '%s': expected seconds", ENV_TIMEOUT, env);
-    }
-    o.lock.timeout_ms = timeout;
-
-    int rc = parse_operands(&o, argv + optind, argc - optind, shell_command);
-    if (rc)
+    int rc = cli_run_parse(argc, argv, usage, &o.a);
+    if (rc >= 0)
         return rc;
+    set_command(&o);
 
     cachelock_t *lock;
     int status;
     if (!take_lock(&o, &lock, &status))
         return status;
-    if (o.verbose) {
+    if (o.a.verbose) {
         char name[1024];
         cli_text_escape(name, sizeof name, o.file);
         cli_error("executing %s", name);
     }
     /* Nothing of ours goes to stdout; the command owns it. */
-    if (o.no_fork)
+    if (o.a.no_fork)
         return exec_in_place(&o, lock);
     return run_command(&o, lock);
 }

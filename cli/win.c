@@ -209,15 +209,6 @@ int cli_selftest(int argc, char **argv)
 
 /* ---- run ------------------------------------------------------------------ */
 
-struct run_opts {
-    cachelock_options_t lock;
-    int conflict_code;
-    int quiet, verbose;
-    const char *dir, *source;
-    char **command;           /* COMMAND and its arguments, or NULL */
-    const char *shell;        /* SHELL_COMMAND, or NULL */
-};
-
 /* Ignore console Ctrl-C and Ctrl-Break while COMMAND runs: it gets them
  * too and decides.  (A handler, not SetConsoleCtrlHandler(NULL, TRUE),
  * whose "ignore" COMMAND would inherit.) */
@@ -229,7 +220,7 @@ static BOOL WINAPI ignore_ctrl(DWORD type)
 
 /* Wait for the lock, telling the person why we wait.  Returns 1 with *out,
  * or 0 with *status set to the exit status. */
-static int take_lock(const struct run_opts *o, cachelock_t **out, int *status)
+static int take_lock(const struct cli_run_args *o, cachelock_t **out, int *status)
 {
     cachelock_wait_t *w;
     int rc, shown = 0, tty = !o->quiet && _isatty(2);
@@ -340,7 +331,7 @@ static void quote_arg(wchar_t **w, const wchar_t *s)
 
 /* The command line of COMMAND (or of cmd.exe for -c), as a new string;
  * NULL with *what set when an argument is not valid UTF-8. */
-static wchar_t *command_line(const struct run_opts *o, const char **what)
+static wchar_t *command_line(const struct cli_run_args *o, const char **what)
 {
     size_t room = 64;
     wchar_t **args;
@@ -427,7 +418,7 @@ static const char *win_strerror(DWORD err)
     }
 }
 
-static int cannot_run(const struct run_opts *o, const char *what, DWORD err)
+static int cannot_run(const struct cli_run_args *o, const char *what, DWORD err)
 {
     char name[1024];
     const char *text = win_strerror(err);
@@ -440,7 +431,7 @@ static int cannot_run(const struct run_opts *o, const char *what, DWORD err)
                                                                       : EXIT_UNAVAILABLE;
 }
 
-static int run_command(const struct run_opts *o, cachelock_t *lock)
+static int run_command(const struct cli_run_args *o, cachelock_t *lock)
 {
     JOBOBJECT_EXTENDED_LIMIT_INFORMATION li;
     STARTUPINFOW si;
@@ -517,136 +508,11 @@ out:
     return status;
 }
 
-static int is_dashes(const char *s)
-{
-    return strcmp(s, "--") == 0;
-}
-
-static int is_command_option(const char *s)
-{
-    return strcmp(s, "-c") == 0 || strcmp(s, "--command") == 0;
-}
-
-/* Operands after the options, as on Unix (cli/run.c). */
-static int parse_operands(struct run_opts *o, char **args, int n, char *shell_command)
-{
-    int used;
-
-    if (shell_command) {
-        if (n > 2)
-            return cli_usage_error("run", "too many operands: with -c, expected [CACHE_DIR] SOURCE");
-        if (n < 1)
-            return cli_usage_error("run", "missing operands: expected [CACHE_DIR] SOURCE");
-        used = n;
-    } else if (n >= 2 && (is_dashes(args[1]) || is_command_option(args[1]))) {
-        used = 1;
-    } else if (n >= 3) {
-        used = 2;
-    } else if (n == 2) {
-        return cli_usage_error("run", "missing COMMAND to run");
-    } else {
-        return cli_usage_error("run", "missing operands: expected CACHE_DIR SOURCE -- COMMAND");
-    }
-    if (used == 2) {
-        o->dir = args[0];
-        o->source = args[1];
-    } else {
-        o->source = args[0];
-        if (!(o->dir = cli_default_dir("run")))
-            return EXIT_USAGE;
-    }
-    if (!shell_command && is_command_option(args[used])) {
-        if (n != used + 2)
-            return cli_usage_error("run", "%s requires exactly one command argument", args[used]);
-        shell_command = args[used + 1];
-    }
-    if (shell_command) {
-        o->shell = shell_command;
-        return 0;
-    }
-    o->command = args + used + (is_dashes(args[used]) ? 1 : 0);
-    if (!o->command[0])
-        return cli_usage_error("run", "missing COMMAND to run");
-    return 0;
-}
-
 int cli_run(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "exclusive", no_argument, NULL, 'x' },
-        { "shared", no_argument, NULL, 's' },
-        { "nonblock", no_argument, NULL, 'n' },
-        { "nonblocking", no_argument, NULL, 'n' },
-        { "nb", no_argument, NULL, 'n' },
-        { "timeout", required_argument, NULL, 'w' },
-        { "wait", required_argument, NULL, 'w' },
-        { "conflict-exit-code", required_argument, NULL, 'E' },
-        { "quiet", no_argument, NULL, 'q' },
-        { "close", no_argument, NULL, 'o' },
-        { "no-fork", no_argument, NULL, 'F' },
-        { "command", required_argument, NULL, 'c' },
-        { "inherit-fd", no_argument, NULL, OPT_INHERIT_FD },
-        { "any-name", no_argument, NULL, OPT_ANY_NAME },
-        { "fair", no_argument, NULL, OPT_FAIR },
-        { "verbose", no_argument, NULL, OPT_VERBOSE },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { NULL, 0, NULL, 0 }
-    };
-    struct run_opts o;
-    int c, timeout_set = 0, nonblock = 0;
-    long v, timeout = -1;
-    const char *env;
-    char *shell_command = NULL;
-
-    memset(&o, 0, sizeof o);
-    o.lock = (cachelock_options_t)CACHELOCK_OPTIONS_INIT;
-    o.conflict_code = EXIT_CONFLICT_DEFAULT;
-    opterr = 0;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+:xesnw:E:qoFc:hV", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'x':
-        case 'e': o.lock.mode = CACHELOCK_EXCLUSIVE; break;
-        case 's': o.lock.mode = CACHELOCK_SHARED; break;
-        case 'n': nonblock = 1; break;
-        case 'w':
-            if (cli_parse_duration(optarg, &timeout) < 0)
-                return cli_usage_error("run", "invalid timeout '%s': expected seconds, e.g. 10 or 0.5",
-                                       optarg);
-            timeout_set = 1;
-            break;
-        case 'E':
-            if (cli_parse_uint(optarg, 255, &v) < 0)
-                return cli_usage_error("run", "invalid conflict exit code '%s': expected 0 to 255",
-                                       optarg);
-            o.conflict_code = (int)v;
-            break;
-        case 'q': o.quiet = 1; break;
-        case 'o': break;    /* what Windows always does */
-        case 'F':
-            return cli_usage_error("run", "--no-fork is not available on Windows, which has no exec");
-        case 'c': shell_command = optarg; break;
-        case OPT_INHERIT_FD: break;
-        case OPT_ANY_NAME: o.lock.flags |= CACHELOCK_F_ANYNAME; break;
-        case OPT_FAIR: o.lock.flags |= CACHELOCK_F_FAIR; break;
-        case OPT_VERBOSE: o.verbose = 1; break;
-        case 'h': return cli_print_help(usage);
-        case 'V': return cli_print_version();
-        default: return cli_option_error("run", argv, c, longopts);
-        }
-    }
-    /* As with flock(1), -n wins over -w whatever their order. */
-    if (nonblock) {
-        timeout = 0;
-    } else if (!timeout_set && (env = cli_getenv(ENV_TIMEOUT)) && *env) {
-        if (cli_parse_duration(env, &timeout) < 0)
-            return cli_usage_error("run", "invalid %s '%s': expected seconds", ENV_TIMEOUT, env);
-    }
-    o.lock.timeout_ms = timeout;
-
-    int rc = parse_operands(&o, argv + optind, argc - optind, shell_command);
-    if (rc)
+    struct cli_run_args o;
+    int rc = cli_run_parse(argc, argv, usage, &o);
+    if (rc >= 0)
         return rc;
 
     cachelock_t *lock;
