@@ -183,35 +183,34 @@ struct cachelock__handle *cachelock__handle_unpublish(const cachelock_t *lock, i
     return h;
 }
 
-int cachelock__registry_check(const struct cachelock__fileid *id, cachelock_mode_t mode)
+/* The modes in which the calling thread holds file id, as a mask of
+ * 1 << cachelock_mode_t (0: none).  A scan of the held locks: it runs only
+ * when an acquire found the lock busy. */
+static unsigned held_by_this_thread(const struct cachelock__fileid *id)
 {
     uint64_t self = cachelock__thread_id(), epoch = cachelock__os_process_epoch();
-    int rc = 0;
+    unsigned held = 0;
     int t = cachelock__tables_lock();
-    /* A scan of the held locks: this runs only when a blocking acquire
-     * found the lock busy and is about to sleep. */
-    for (uint32_t i = 0; i < nslots && !rc; i++) {
+    for (uint32_t i = 0; i < nslots; i++) {
         const struct cachelock__handle *h = slots[i].h;
-        if (h && h->owner == self && h->epoch == epoch && cachelock__same_id(&h->id, id) &&
-            (mode == CACHELOCK_EXCLUSIVE || h->mode == CACHELOCK_EXCLUSIVE))
-            rc = -EDEADLK;
+        if (h && h->owner == self && h->epoch == epoch && cachelock__same_id(&h->id, id))
+            held |= 1u << h->mode;
     }
     cachelock__tables_unlock(t);
-    return rc;
+    return held;
+}
+
+int cachelock__registry_check(const struct cachelock__fileid *id, cachelock_mode_t mode)
+{
+    unsigned held = held_by_this_thread(id);
+    if (held & (1u << CACHELOCK_EXCLUSIVE) || (held && mode == CACHELOCK_EXCLUSIVE))
+        return -EDEADLK;
+    return 0;
 }
 
 int cachelock__registry_owns(const struct cachelock__fileid *id, cachelock_mode_t mode)
 {
-    uint64_t self = cachelock__thread_id(), epoch = cachelock__os_process_epoch();
-    int found = 0;
-    int t = cachelock__tables_lock();
-    for (uint32_t i = 0; i < nslots && !found; i++) {
-        const struct cachelock__handle *h = slots[i].h;
-        found = h && h->owner == self && h->epoch == epoch && h->mode == mode &&
-                cachelock__same_id(&h->id, id);
-    }
-    cachelock__tables_unlock(t);
-    return found;
+    return (held_by_this_thread(id) >> mode) & 1;
 }
 
 /* ---- the public calls that look a token up ------------------------------- */
