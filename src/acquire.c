@@ -78,7 +78,7 @@ void cachelock__attempt_done(struct cachelock__attempt *a)
     if (!a->fresh) {
         /* Kept since an earlier call (a wait between steps): the program
          * may have closed it and reused the number; never close that. */
-        int rc = cachelock__os_fd_is(a->h->fd, &a->h->id);
+        int rc = cachelock__fd_is(a->h->fd, &a->h->id);
         if (rc == 0)
             a->h->fd = -1;
         else if (rc < 0)
@@ -107,7 +107,7 @@ static int open_through_kept_dir(struct cachelock__attempt *a, struct cachelock_
 
     if (!cachelock__dir_take(&a->path, &d))
         return 0;
-    rc = cachelock__os_fd_is(d.fd, &d.id);
+    rc = cachelock__fd_is(d.fd, &d.id);
     if (rc != 1) {
         if (rc < 0)
             cachelock__os_close(d.fd);
@@ -243,7 +243,7 @@ int cachelock__attempt_try(struct cachelock__attempt *a, int block, cachelock_t 
             /* Kept across calls (the pool, or an earlier step of a wait):
              * the program may have closed the descriptor and opened
              * something else under its number.  Never lock that. */
-            rc = cachelock__os_fd_is(h->fd, &h->id);
+            rc = cachelock__fd_is(h->fd, &h->id);
             if (rc != 1) {
                 if (rc == 0)
                     h->fd = -1;     /* not ours to close */
@@ -423,7 +423,7 @@ static void release(cachelock_t *lock)
         cachelock__failf(-EINVAL, "cannot release lock: not a held lock (released twice?)");
         return;
     }
-    int rc = cachelock__os_fd_is(h->fd, &h->id);
+    int rc = cachelock__fd_is(h->fd, &h->id);
     if (rc < 0)
         h->flags |= H_NOKEEP;
     if (rc == 0) {

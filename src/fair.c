@@ -212,7 +212,7 @@ int cachelock_set_fair_policy(const char *cache_dir, int on)
 
 void cachelock__sidecar_close(struct cachelock__handle *h)
 {
-    if (h->sfd >= 0 && cachelock__os_fd_is(h->sfd, &h->sid) != 0)
+    if (h->sfd >= 0 && cachelock__fd_is(h->sfd, &h->sid) != 0)
         cachelock__os_close(h->sfd);
     h->sfd = -1;
 }
@@ -222,7 +222,7 @@ void cachelock__sidecar_close(struct cachelock__handle *h)
 static int sidecar(struct cachelock__attempt *a, struct cachelock__handle *h)
 {
     if (h->sfd >= 0) {
-        int rc = cachelock__os_fd_is(h->sfd, &h->sid);
+        int rc = cachelock__fd_is(h->sfd, &h->sid);
         if (rc == 1)
             return h->sfd;
         if (rc < 0)

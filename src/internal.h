@@ -200,10 +200,15 @@ int cachelock__registry_owns(const struct cachelock__fileid *id, cachelock_mode_
 
 /* ---- released descriptors kept open (pool.c) ----------------------------- */
 
+/* Does descriptor fd still refer to the file id?  1 yes, 0 no (closed or
+ * reused by the program: do not touch it), or -errno when its identity
+ * cannot be read otherwise (then close it if it must go, but never reuse
+ * it). */
+int cachelock__fd_is(int fd, const struct cachelock__fileid *id);
 /* Hash of a lock path, the pool key. */
 uint64_t cachelock__path_hash(const char *path, size_t len);
 /* An idle handle for path, opened in this process, removed from the pool;
- * NULL if there is none.  Its descriptor must be checked (os_fd_is) before
+ * NULL if there is none.  Its descriptor must be checked (fd_is) before
  * use: the program may have closed it meanwhile. */
 struct cachelock__handle *cachelock__pool_take(const char *path, size_t len, uint64_t hash);
 /* Would the pool take h now?  A handle used once is not let in when the
@@ -219,7 +224,7 @@ int cachelock__pool_close_all(void);
 int cachelock__dirs_close_all(void);
 /* The kept .locks directory of p, taken out of the table while the caller
  * uses it (so no other thread closes it meanwhile): 1 with *d filled, or 0.
- * Its descriptor must be checked (os_fd_is) before use. */
+ * Its descriptor must be checked (fd_is) before use. */
 int cachelock__dir_take(const struct cachelock__path *p, struct cachelock__dir *d);
 /* Keep d (opened in this process) for the .locks directory of p; closes it
  * instead when an entry exists already. */
@@ -368,11 +373,8 @@ int cachelock__os_fs_of(const char *path, const char *op);
 void cachelock__os_fs_forget(void);
 /* Is fd open read-only?  1 yes, 0 no, -errno when it cannot tell. */
 int cachelock__os_fd_readonly(int fd);
-/* Does descriptor fd still refer to the file id?  1 yes, 0 no (closed or
- * reused by the program: do not touch it), or -errno when fstat(2) fails
- * otherwise (then close it if it must go, but never reuse it). */
-int cachelock__os_fd_is(int fd, const struct cachelock__fileid *id);
-/* The identity of an open descriptor; 0 or -errno. */
+/* The identity of an open descriptor; 0, -EBADF when fd is not open (a
+ * HANDLE value that is not one, on Windows), or another -errno. */
 int cachelock__os_fd_id(int fd, struct cachelock__fileid *id);
 /* After a grant on fd (file id): does path name that file now?  1 yes, 0
  * no (removed, being removed, or replaced), negative on error (message

@@ -20,7 +20,7 @@
  *   - The program may close an idle descriptor and open something else
  *     under its number (a daemonising helper, closefrom()).  The taker
  *     compares the descriptor's identity with the recorded one before it
- *     locks (os_fd_is) and drops the handle, without closing what is now
+ *     locks (fd_is) and drops the handle, without closing what is now
  *     the program's descriptor, when they differ.
  *   - The file may have been pruned, renamed or replaced while idle: every
  *     grant, from the pool or not, is followed by a look-up of the path
@@ -70,6 +70,26 @@ static struct kept_dir {
     struct cachelock__dir d;
 } dirs[DIRS_MAX];
 static unsigned dirs_next;
+
+int cachelock__fd_is(int fd, const struct cachelock__fileid *id)
+{
+    struct cachelock__fileid now = { 0, 0 };
+    int rc;
+    if (fd < 0)
+        return 0;
+    rc = cachelock__os_fd_id(fd, &now);
+    /* -EBADF: closed by the program.  Any other failure says nothing about
+     * whose descriptor it is: the caller must not keep it, but may close
+     * it (a number reused by the program AND a failing fstat(2) on it is
+     * far less likely than a leak hurting).  On Windows a handle value
+     * reused for something that is not a file fails, or has another
+     * identity: never ours to touch. */
+    if (rc == -EBADF)
+        return 0;
+    if (rc < 0)
+        return rc;
+    return cachelock__same_id(&now, id);
+}
 
 uint64_t cachelock__path_hash(const char *path, size_t len)
 {
@@ -140,7 +160,7 @@ static int free_chain(struct cachelock__handle *list)
     int n = 0;
     while (list) {
         struct cachelock__handle *next = list->next;
-        if (cachelock__os_fd_is(list->fd, &list->id) == 0)
+        if (cachelock__fd_is(list->fd, &list->id) == 0)
             list->fd = -1;
         else
             n++;
@@ -170,7 +190,7 @@ static int free_dirs(struct kept_dir *v, int n)
 {
     int closed = 0;
     for (int i = 0; i < n; i++) {
-        if (v[i].d.fd >= 0 && cachelock__os_fd_is(v[i].d.fd, &v[i].d.id) != 0) {
+        if (v[i].d.fd >= 0 && cachelock__fd_is(v[i].d.fd, &v[i].d.id) != 0) {
             cachelock__os_close(v[i].d.fd);
             closed++;
         }
@@ -361,7 +381,7 @@ void cachelock__dir_put(const struct cachelock__path *p, const struct cachelock_
 void cachelock__dir_forget(const struct cachelock__path *p)
 {
     struct cachelock__dir d;
-    if (cachelock__dir_take(p, &d) && cachelock__os_fd_is(d.fd, &d.id) != 0)
+    if (cachelock__dir_take(p, &d) && cachelock__fd_is(d.fd, &d.id) != 0)
         cachelock__os_close(d.fd);
 }
 

@@ -404,24 +404,6 @@ int cachelock__os_fd_id(int fd, struct cachelock__fileid *id)
     return 0;
 }
 
-int cachelock__os_fd_is(int fd, const struct cachelock__fileid *id)
-{
-    struct cachelock__fileid now = { 0, 0 };
-    int rc;
-    if (fd < 0)
-        return 0;
-    rc = cachelock__os_fd_id(fd, &now);
-    /* EBADF: closed by the program.  Any other failure says nothing about
-     * whose descriptor it is: the caller must not keep it, but may close
-     * it (a number reused by the program AND a failing fstat(2) on it is
-     * far less likely than a leak hurting). */
-    if (rc == -EBADF)
-        return 0;
-    if (rc < 0)
-        return rc;
-    return cachelock__same_id(&now, id);
-}
-
 int cachelock__os_may_keep(const char *path)
 {
     return path[0] == '/';

@@ -76,7 +76,7 @@ int cachelock__os_notify_remove(int fd, int wd)
 int cachelock__os_notify_is(int fd, const struct cachelock__fileid *id, int empty)
 {
     int queued = 0;
-    int rc = cachelock__os_fd_is(fd, id);
+    int rc = cachelock__fd_is(fd, id);
     if (rc != 1)
         return rc;
     /* FIONREAD: inotify (and fanotify) answer with the bytes queued;
@@ -161,7 +161,7 @@ int cachelock__os_notify_remove(int fd, int wd)
 int cachelock__os_notify_is(int fd, const struct cachelock__fileid *id, int empty)
 {
     static const struct timespec zero = { 0, 0 };
-    int rc = cachelock__os_fd_is(fd, id);
+    int rc = cachelock__fd_is(fd, id);
     (void)empty;        /* an idle kqueue of ours has no watch, so no events */
     if (rc != 1)
         return rc;

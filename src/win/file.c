@@ -343,23 +343,6 @@ int cachelock__os_fd_id(int fd, struct cachelock__fileid *id)
     return cachelock__win_id(cachelock__win_handle(fd), id, NULL);
 }
 
-int cachelock__os_fd_is(int fd, const struct cachelock__fileid *id)
-{
-    struct cachelock__fileid now = { 0, 0 };
-    int rc;
-    if (fd < 0)
-        return 0;
-    rc = cachelock__os_fd_id(fd, &now);
-    /* ERROR_INVALID_HANDLE: closed by the program.  A handle value the
-     * program reused for something that is not a file fails otherwise
-     * (or has another identity): never ours to touch. */
-    if (rc == -EBADF)
-        return 0;
-    if (rc < 0)
-        return rc;
-    return cachelock__same_id(&now, id);
-}
-
 int cachelock__os_path_names(const char *path, int fd, const struct cachelock__fileid *id)
 {
     FILE_STANDARD_INFO si;
