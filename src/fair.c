@@ -355,7 +355,7 @@ static int join(struct cachelock__attempt *a, struct cachelock__handle *h, int b
         return fail_queue(rc, a);
     return 0;
 undo:
-    cachelock__os_range_lock(fd, 'u', Q_ALL, Q_MUTEX + 1 - Q_ALL, 0);
+    cachelock__os_range_lock(fd, 'u', Q_ALL, Q_SPAN, 0);
     return fail_queue(rc, a);
 }
 
@@ -387,7 +387,7 @@ static int blocker(struct cachelock__attempt *a, struct cachelock__handle *h, in
  * (it marked the file, so the release closes, which its watch sees). */
 static void leave(struct cachelock__handle *h)
 {
-    if (cachelock__os_range_lock(h->fd, 'u', Q_ALL, Q_MUTEX + 1 - Q_ALL, 0) < 0)
+    if (cachelock__os_range_lock(h->fd, 'u', Q_ALL, Q_SPAN, 0) < 0)
         h->flags |= H_NOKEEP;   /* the release closes: that drops them */
     h->flags &= (unsigned short)~H_QUEUED;
     h->flags |= H_HANDOFF;
@@ -396,7 +396,7 @@ static void leave(struct cachelock__handle *h)
 int cachelock__fair_queued(int fd)
 {
     int64_t at;
-    return cachelock__os_range_test(fd, Q_ALL, Q_MUTEX + 1 - Q_ALL, &at);
+    return cachelock__os_range_test(fd, Q_ALL, Q_SPAN, &at);
 }
 
 int cachelock__fair_lock(struct cachelock__attempt *a, struct cachelock__handle *h, int block)
@@ -408,7 +408,7 @@ int cachelock__fair_lock(struct cachelock__attempt *a, struct cachelock__handle 
     if (!(h->flags & H_QUEUED)) {
         /* One look at the whole queue, places and the enqueue mutex: a
          * waiter that is joining right now is ahead of us too. */
-        rc = cachelock__os_range_test(h->fd, Q_ALL, Q_MUTEX + 1 - Q_ALL, &at);
+        rc = cachelock__fair_queued(h->fd);
         if (rc < 0)
             return fail_queue(rc, a);
         if (rc == 0) {

@@ -323,7 +323,7 @@ extern int64_t cachelock__policy_recheck_us;
  * program reused). */
 void cachelock__sidecar_close(struct cachelock__handle *h);
 /* Is anyone queued for (or enqueueing on) the lock file open on fd?  1 yes,
- * 0 no, or -errno.  For prune. */
+ * 0 no, or -errno.  The fast path and prune look first. */
 int cachelock__fair_queued(int fd);
 /* cachelock_sources(), and from the same listing the names of the
  * sidecars in .locks ("{name}.fifo", unsorted; free both with
@@ -338,6 +338,7 @@ int cachelock__sources_and_sidecars(const char *cache_dir, char ***names, size_t
 #define Q_ALL     ((int64_t)1 << 62)                /* + t: every waiter */
 #define Q_WRITERS (Q_ALL + ((int64_t)1 << 60))      /* + t: exclusive ones */
 #define Q_MUTEX   (Q_ALL + ((int64_t)1 << 61))      /* the enqueue mutex */
+#define Q_SPAN    (Q_MUTEX + 1 - Q_ALL)             /* from Q_ALL: all of it */
 #define Q_NONE    UINT64_MAX
 
 /* ---- OS layer (src/unix, src/win) ---------------------------------------- */
