@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Threads, path spelling and the system-call table of this OS: the one
  * place where portable code depends on the system it is built for. */
@@ -30,6 +31,11 @@
 
 #define LOCKS_DIR ".locks"
 #define LOCK_SUFFIX ".lock"
+/* The sidecar of fair mode's queue beside "{source}.lock" (fair.c):
+ * "{source}.fifo", of the same length.  And the cache's fair policy. */
+#define SIDECAR_SUFFIX ".fifo"
+#define POLICY_MARKER ".fair"
+_Static_assert(sizeof SIDECAR_SUFFIX == sizeof LOCK_SUFFIX, "a sidecar's name fits its lock file's");
 
 /* ---- errors (error.c) ---------------------------------------------------- */
 
@@ -83,6 +89,18 @@ void cachelock__path_free(struct cachelock__path *p);
 static inline const char *cachelock__path_file(const struct cachelock__path *p)
 {
     return p->buf + p->locks_len + 1;
+}
+
+/* p names the sidecar of its lock file ("{source}.fifo", in place) until
+ * cachelock__path_unsidecar(p) names the lock file again. */
+static inline void cachelock__path_sidecar(struct cachelock__path *p)
+{
+    memcpy(p->buf + p->len - (sizeof LOCK_SUFFIX - 1), SIDECAR_SUFFIX, sizeof LOCK_SUFFIX - 1);
+}
+
+static inline void cachelock__path_unsidecar(struct cachelock__path *p)
+{
+    memcpy(p->buf + p->len - (sizeof LOCK_SUFFIX - 1), LOCK_SUFFIX, sizeof LOCK_SUFFIX - 1);
 }
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if none. */
@@ -551,10 +569,6 @@ int cachelock__os_policy_read(struct cachelock__path *p);
  * message set.  Creating it checks that fair mode works there (a local
  * filesystem, writable, OFD locks): -ENOTSUP otherwise. */
 int cachelock__os_policy_write(struct cachelock__path *p, int on);
-/* The name of the sidecar of a lock file name "{source}.lock" (same
- * length): "{source}.fifo". */
-#define SIDECAR_SUFFIX ".fifo"
-#define POLICY_MARKER ".fair"
 
 /* ---- system call table ---------------------------------------------------- */
 

@@ -141,10 +141,9 @@ static int rewatch(struct cachelock_wait *w)
     if (w->a.fair && w->watch.fd >= 0 && !w->sidecar_watched) {
         /* Fair mode announces places given up at a grant, and the end of
          * a join, by writing the sidecar (fair.c): watch it too. */
-        char *suffix = w->a.path.buf + w->a.path.len - strlen(LOCK_SUFFIX);
-        memcpy(suffix, SIDECAR_SUFFIX, strlen(LOCK_SUFFIX));
+        cachelock__path_sidecar(&w->a.path);
         int rc = cachelock__watch_add(w->a.path.buf, &w->watch);
-        memcpy(suffix, LOCK_SUFFIX, strlen(LOCK_SUFFIX));
+        cachelock__path_unsidecar(&w->a.path);
         w->sidecar_watched = rc == 0 ? 1 : -1;
         fresh |= rc == 0;
     }

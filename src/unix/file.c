@@ -642,25 +642,12 @@ int64_t cachelock__os_now_us(void)
 
 /* ---- fair mode's files: the sidecar and the policy marker ---------------- */
 
-/* p->buf names the sidecar of p until sidecar_end(). */
-static char *sidecar_begin(struct cachelock__path *p)
-{
-    char *suffix = p->buf + p->len - strlen(LOCK_SUFFIX);
-    memcpy(suffix, SIDECAR_SUFFIX, strlen(LOCK_SUFFIX));
-    return suffix;
-}
-
-static void sidecar_end(char *suffix)
-{
-    memcpy(suffix, LOCK_SUFFIX, strlen(LOCK_SUFFIX));
-}
-
 int cachelock__os_sidecar_id(struct cachelock__path *p, struct cachelock__fileid *id)
 {
     struct stat st;
-    char *suffix = sidecar_begin(p);
+    cachelock__path_sidecar(p);
     int rc = cachelock__sys.fstatat(AT_FDCWD, p->buf, &st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
-    sidecar_end(suffix);
+    cachelock__path_unsidecar(p);
     if (rc == 0)
         set_id(id, &st);
     return rc;
@@ -668,11 +655,11 @@ int cachelock__os_sidecar_id(struct cachelock__path *p, struct cachelock__fileid
 
 int cachelock__os_sidecar_remove(struct cachelock__path *p, const struct cachelock__fileid *id)
 {
-    char *suffix = sidecar_begin(p);
+    cachelock__path_sidecar(p);
     /* No descriptor of the sidecar is at hand: -1, as the removal of a
      * lock file that is not kept open (os_remove_held). */
     int rc = cachelock__os_remove_held(p, -1, id);
-    sidecar_end(suffix);
+    cachelock__path_unsidecar(p);
     return rc;
 }
 
@@ -680,7 +667,7 @@ int cachelock__os_sidecar_open(struct cachelock__path *p, int *fdp, struct cache
 {
     /* "{source}.lock" becomes "{source}.fifo" in place, for a moment: the
      * same length, so a name that fits NAME_MAX still does. */
-    char *suffix = sidecar_begin(p);
+    cachelock__path_sidecar(p);
     struct stat st = { 0 }, dst;
     int dfd, fd = -1, err = -EIO;       /* until the sidecar is checked */
 
@@ -713,7 +700,7 @@ int cachelock__os_sidecar_open(struct cachelock__path *p, int *fdp, struct cache
             cachelock__os_close(fd);
         cachelock__sys.close(dfd);
     }
-    sidecar_end(suffix);
+    cachelock__path_unsidecar(p);
     if (err < 0 || fd < 0)
         return err < 0 ? err : -EIO;
     set_id(id, &st);
